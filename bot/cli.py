@@ -1,0 +1,294 @@
+"""The `labelbot` command line. Every command reads DATABASE_URL (default sqlite:///labelbot.db).
+
+Errors the user can fix are printed as one clear message with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from bot.clock import SystemClock
+from bot.config import ConfigError, Settings, load_spec
+from storage.db import Database
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected domain errors into one clear message instead of a traceback."""
+    from bot.importer import ImportError_
+    from bot.projects import Conflict, NotFound
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, ImportError_, NotFound, Conflict) as e:
+            raise UserError(str(e)) from None
+
+    return wrapper
+
+
+def _db(upgrade: bool = True) -> Database:
+    settings = Settings.from_env()
+    db = Database(settings.database_url)
+    if upgrade:
+        db.upgrade()
+    return db
+
+
+def _progress(total: int | None, description: str):  # type: ignore[no-untyped-def]
+    """A rich progress bar on an interactive terminal; silent otherwise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        disable=not sys.stderr.isatty(), transient=True,
+    )
+    task = progress.add_task(description, total=total)
+    return progress, (lambda n: progress.advance(task, n))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="labelbot")
+def cli() -> None:
+    """labelbot: human-in-the-loop data labeling in Slack, with LLM drafts and quality reports."""
+
+
+# ---------------------------------------------------------------------------------- db
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest version."""
+    database = _db(upgrade=False)
+    database.upgrade()
+    click.echo(f"Database is up to date ({database.dialect}).")
+
+
+# ---------------------------------------------------------------------------------- project
+@cli.group()
+def project() -> None:
+    """Create, update, list and show projects (specs in YAML)."""
+
+
+def _team(settings: Settings, team: str | None) -> str:
+    team = team or settings.slack_team_id
+    if team:
+        return team
+    if settings.slack_bot_token:
+        from slack_sdk import WebClient
+
+        try:
+            return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url).auth_test()["team_id"]
+        except Exception as e:  # network or auth problem: say what to do instead
+            raise UserError(f"Could not ask Slack for the workspace id ({e}); pass --team T0123.") from None
+    raise UserError(
+        "Which Slack workspace is this project for? Pass --team T0123 (the workspace id), set SLACK_TEAM_ID, "
+        "or set SLACK_BOT_TOKEN so labelbot can ask Slack."
+    )
+
+
+@project.command("create")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--team", help="Slack workspace (team) id, e.g. T0123ABC. Default: SLACK_TEAM_ID or auth.test.")
+@_friendly
+def project_create(spec_file: str, team: str | None) -> None:
+    """Create a project from a YAML spec."""
+    from bot.projects import create_project
+
+    spec = load_spec(spec_file)
+    settings = Settings.from_env()
+    team_id = spec.team_id or _team(settings, team)
+    database = _db()
+    with database.session() as s:
+        p = create_project(s, spec, team_id, SystemClock().now())
+        click.echo(f"Created project {p.slug!r} ({spec.task.value}, {len(spec.labels)} labels) in workspace {team_id}.")
+
+
+@project.command("update")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@_friendly
+def project_update(spec_file: str) -> None:
+    """Apply a changed YAML spec to an existing project."""
+    from bot.projects import update_project
+
+    spec = load_spec(spec_file)
+    with _db().session() as s:
+        p, changes = update_project(s, spec, SystemClock().now())
+        click.echo(f"Updated project {p.slug!r}: " + ("; ".join(changes) if changes else "no change") + ".")
+
+
+@project.command("list")
+def project_list() -> None:
+    """List projects with their item counts."""
+    from sqlalchemy import func, select
+
+    from bot.projects import list_projects
+    from storage.models import Item
+
+    with _db().read() as s:
+        projects = list_projects(s)
+        if not projects:
+            click.echo("No projects yet. Create one with `labelbot project create spec.yml`.")
+            return
+        for p in projects:
+            n = s.scalar(select(func.count()).select_from(Item).where(Item.project_id == p.id))
+            click.echo(f"{p.slug:24} {p.task:15} {n:>9} items  {p.name}")
+
+
+@project.command("show")
+@click.argument("slug")
+@_friendly
+def project_show(slug: str) -> None:
+    """Print a project's spec and counts."""
+    from sqlalchemy import func, select
+
+    from bot.projects import get_project, spec_of
+    from storage.models import Item, Label, Member
+
+    with _db().read() as s:
+        p = get_project(s, slug)
+        spec = spec_of(p)
+        by_status = dict(
+            s.execute(select(Item.status, func.count()).where(Item.project_id == p.id).group_by(Item.status)).all()
+        )
+        n_labels = s.scalar(select(func.count()).select_from(Label).where(Label.project_id == p.id))
+        members = dict(
+            s.execute(select(Member.state, func.count()).where(Member.project_id == p.id).group_by(Member.state)).all()
+        )
+        click.echo(f"# {p.name} ({p.slug}), workspace {p.team_id}")
+        click.echo("items: " + (", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none"))
+        click.echo(f"labels: {n_labels}")
+        click.echo("members: " + (", ".join(f"{k} {v}" for k, v in sorted(members.items())) or "none"))
+        click.echo(spec.to_yaml().rstrip())
+
+
+# ---------------------------------------------------------------------------------- import
+def _run_import(kind: str, slug: str, file: str, update_existing: bool) -> None:
+    from bot.importer import count_rows, import_gold, import_items
+    from bot.projects import get_project
+
+    database = _db()
+    progress, advance = _progress(count_rows(file), f"Importing {kind}")
+    with progress, database.session() as s:
+        p = get_project(s, slug)
+        fn = import_items if kind == "items" else import_gold
+        result = fn(s, p, file, SystemClock().now(), update_existing=update_existing, progress=advance)
+    click.echo(result.summary("gold items" if kind == "gold" else "items"))
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+@cli.command("import")
+@click.argument("slug")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--update", "update_existing", is_flag=True, help="Replace the text/metadata of ids already imported.")
+@_friendly
+def import_cmd(slug: str, file: str, update_existing: bool) -> None:
+    """Import items (id, text, other fields as metadata) from .jsonl, .csv or .parquet."""
+    _run_import("items", slug, file, update_existing)
+
+
+class _GoldGroup(click.Group):
+    """`labelbot gold SLUG FILE` imports; `labelbot gold promote ...` promotes."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "import", self.commands["import"], args
+        return super().resolve_command(ctx, args)
+
+
+@cli.group(cls=_GoldGroup)
+def gold() -> None:
+    """Gold items: `labelbot gold SLUG FILE` imports them (with answers and explanations)."""
+
+
+@gold.command("import")
+@click.argument("slug")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--update", "update_existing", is_flag=True, help="Replace gold answers of ids already imported.")
+@_friendly
+def gold_import(slug: str, file: str, update_existing: bool) -> None:
+    """Import gold items: id, text, the answer (label | labels | spans | rewrite), explanation."""
+    _run_import("gold", slug, file, update_existing)
+
+
+# ---------------------------------------------------------------------------------- members
+@cli.command("member")
+@click.argument("slug")
+@click.argument("user")
+@click.option("--tier", type=click.Choice(["crowd", "expert", "lead"]))
+@click.option("--suspend", is_flag=True)
+@click.option("--reinstate", is_flag=True)
+@click.option("--reason")
+@_friendly
+def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None) -> None:
+    """Change a member's tier or suspend / reinstate them."""
+    from bot.projects import get_project, set_member
+    from storage.models import Tier
+
+    with _db().session() as s:
+        p = get_project(s, slug)
+        change = set_member(
+            s, p, user, SystemClock().now(), tier=Tier(tier) if tier else None,
+            suspend=suspend, reinstate=reinstate, reason=reason,
+        )
+        click.echo(f"{user} in {slug}: {change.description} (tier {change.member.tier}, {change.member.state}).")
+
+
+# ---------------------------------------------------------------------------------- serve
+@cli.command("serve")
+@click.option("--http", "http_mode", is_flag=True, help="Serve /slack/events over HTTP instead of Socket Mode.")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=3000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="gunicorn worker processes (HTTP).")
+@click.option("--threads", default=8, show_default=True, type=int, help="threads per worker (HTTP).")
+@click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler (drafting, reports) here.")
+@_friendly
+def serve(http_mode: bool, host: str, port: int, workers: int, threads: int, no_scheduler: bool) -> None:
+    """Run the bot (Socket Mode with SLACK_APP_TOKEN, or HTTP with --http)."""
+    from bot import server
+
+    settings = Settings.from_env()
+    settings.require_for_serve(http=http_mode)
+    server.run(settings, http=http_mode, host=host, port=port, workers=workers, threads=threads,
+               scheduler=not no_scheduler)
+
+
+def register(command: click.Command) -> None:
+    cli.add_command(command)
+
+
+def _load_plugins() -> None:
+    """Commands owned by other modules (draft, report, export, demo, queue) register themselves."""
+    import importlib
+
+    for name in ("bot.drafting_cli", "bot.report_cli", "bot.export_cli", "bot.demo", "bot.quiz_cli"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        for command in getattr(module, "COMMANDS", []):
+            cli.add_command(command)
+
+
+def main() -> None:
+    _load_plugins()
+    cli(prog_name="labelbot")
+
+
+if __name__ == "__main__":
+    main()

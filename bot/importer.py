@@ -1,0 +1,440 @@
+"""Item and gold imports from .jsonl, .csv or .parquet: validate everything, then write all or nothing.
+
+Errors name the file, the line (1-based; CSV counts its header as line 1, Parquet counts rows from 1)
+and the field. Re-importing identical rows is a no-op; the same id with different content is an
+error unless `update=True`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from bot.config import ProjectSpec, TaskType
+from bot.projects import spec_of
+from bot.values import ValueProblem, canonical_key, normalize
+from storage.models import Gold, Item, ItemStatus, Project
+
+MAX_TEXT_CHARS = 100_000
+MAX_ID_CHARS = 200
+MAX_ERRORS = 20
+CHUNK = 5000
+
+Progress = Callable[[int], None]
+
+
+class ImportError_(Exception):
+    """The file was rejected; nothing was written. `errors` are one line each."""
+
+    def __init__(self, path: str, errors: list[str], total_errors: int | None = None) -> None:
+        self.path = path
+        self.errors = errors
+        self.total_errors = total_errors if total_errors is not None else len(errors)
+        more = self.total_errors - len(errors)
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{path}: nothing was imported; {self.total_errors} problem(s):\n  "
+            + "\n  ".join(errors)
+            + tail
+        )
+
+
+@dataclass
+class ImportResult:
+    path: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self, what: str = "items") -> str:
+        if self.rows and self.inserted == 0 and self.updated == 0:
+            return f"{self.path}: all {self.rows} {what} are already imported; nothing changed."
+        parts = [f"{self.inserted} new"]
+        if self.updated:
+            parts.append(f"{self.updated} updated")
+        if self.unchanged:
+            parts.append(f"{self.unchanged} already imported")
+        return f"{self.path}: {self.rows} {what} read; " + ", ".join(parts) + "."
+
+
+# ------------------------------------------------------------------------------------------
+# Reading rows with line numbers
+# ------------------------------------------------------------------------------------------
+
+
+def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Yield (line, row) or (line, error message) pairs."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl" or suffix == ".ndjson":
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield lineno, f"not UTF-8 (byte {e.start + 1} of the line); save the file as UTF-8"
+                    continue
+                if lineno == 1 and line.startswith("\ufeff"):
+                    line = line[1:]
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield lineno, f"not valid JSON ({e.msg} at column {e.colno})"
+                    continue
+                if not isinstance(obj, dict):
+                    yield lineno, "each line must be a JSON object like {\"id\": ..., \"text\": ...}"
+                    continue
+                yield lineno, obj
+    elif suffix == ".csv":
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = data[: e.start].count(b"\n") + 1
+            yield line, "not UTF-8; save the file as UTF-8"
+            return
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        header = [h.strip() for h in header]
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            yield 1, f"duplicate column(s) {', '.join(dupes)}"
+            return
+        try:
+            for cells in reader:
+                lineno = reader.line_num
+                if not any(c.strip() for c in cells):
+                    continue
+                if len(cells) != len(header):
+                    yield lineno, f"has {len(cells)} fields, the header has {len(header)}"
+                    continue
+                yield lineno, dict(zip(header, cells, strict=True))
+        except csv.Error as e:
+            yield reader.line_num, f"CSV error: {e}"
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            yield 0, f"not a readable Parquet file ({e})"
+            return
+        row = 0
+        for batch in pf.iter_batches(batch_size=65536):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, rec
+    else:
+        yield 0, f"unsupported file type {suffix or '(none)'}; use .jsonl, .csv or .parquet"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _id_of(row: dict[str, Any]) -> str | None:
+    raw = row.get("id")
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    value = str(raw).strip()
+    return value or None
+
+
+@dataclass
+class _Row:
+    line: int
+    external_id: str
+    text: str
+    meta: dict[str, Any] | None
+    gold: Any = None
+    gold_key: str | None = None
+    explanation: str | None = None
+
+
+GOLD_FIELDS = {
+    TaskType.CLASSIFICATION: "label",
+    TaskType.MULTILABEL: "labels",
+    TaskType.SPANS: "spans",
+    TaskType.REWRITE: "rewrite",
+}
+
+
+def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress | None) -> list[_Row]:
+    errors: list[str] = []
+    total_errors = 0
+    rows: list[_Row] = []
+    seen: dict[str, int] = {}
+    answer_field = GOLD_FIELDS[spec.task]
+    reserved = {"id", "text"} | ({answer_field, "explanation"} if gold else set())
+    where = "line" if path.suffix.lower() != ".parquet" else "row"
+
+    def err(line: int, msg: str) -> None:
+        nonlocal total_errors
+        total_errors += 1
+        if len(errors) < MAX_ERRORS:
+            errors.append(f"{where} {line}: {msg}" if line else msg)
+
+    count = 0
+    for line, row in _read_rows(path):
+        count += 1
+        if progress and count % 10000 == 0:
+            progress(10000)
+        if isinstance(row, str):
+            err(line, row)
+            continue
+        external_id = _id_of(row)
+        if external_id is None:
+            err(line, "field 'id' is missing or empty" if "id" not in row else "field 'id' is empty")
+            continue
+        if len(external_id) > MAX_ID_CHARS:
+            err(line, f"field 'id' is longer than {MAX_ID_CHARS} characters")
+            continue
+        text = row.get("text")
+        if text is None or (isinstance(text, float) and math.isnan(text)):
+            err(line, "field 'text' is missing" if "text" not in row else "field 'text' is empty")
+            continue
+        if not isinstance(text, str):
+            err(line, "field 'text' must be a string")
+            continue
+        if not text.strip():
+            err(line, "field 'text' is empty")
+            continue
+        if len(text) > MAX_TEXT_CHARS:
+            err(line, f"field 'text' is longer than {MAX_TEXT_CHARS} characters")
+            continue
+        if "\x00" in text:
+            err(line, "field 'text' contains a NUL character")
+            continue
+        if external_id in seen:
+            err(line, f"duplicate id {external_id!r} (first at {where} {seen[external_id]})")
+            continue
+        seen[external_id] = line
+        meta = {k: _clean(v) for k, v in row.items() if k not in reserved and _clean(v) not in (None, "")}
+        item = _Row(line, external_id, text, meta or None)
+        if gold:
+            raw = row.get(answer_field)
+            if raw is None or (isinstance(raw, float) and math.isnan(raw)) or raw == "":
+                if spec.task is TaskType.MULTILABEL and raw == "":
+                    raw = []
+                else:
+                    err(line, f"field {answer_field!r} (the gold answer) is missing")
+                    continue
+            if spec.task is TaskType.MULTILABEL and isinstance(raw, str) and raw.strip().startswith("["):
+                try:
+                    raw = json.loads(raw)
+                except json.JSONDecodeError:
+                    err(line, f"field {answer_field!r} is not a JSON list")
+                    continue
+            try:
+                value = normalize(spec.task, raw, spec, text)
+            except ValueProblem as e:
+                err(line, f"field {answer_field!r}: {e}")
+                continue
+            item.gold = value
+            item.gold_key = canonical_key(value)
+            explanation = row.get("explanation")
+            item.explanation = str(explanation).strip() if _clean(explanation) not in (None, "") else None
+        rows.append(item)
+    if progress:
+        progress(count % 10000)
+    if count == 0 and not errors:
+        err(0, "the file has no rows")
+    if errors:
+        raise ImportError_(str(path), errors, total_errors)
+    return rows
+
+
+def _existing(session: Session, project_id: int, ids: list[str]) -> dict[str, tuple[int, str, dict | None, str, int]]:
+    out: dict[str, tuple[int, str, dict | None, str, int]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for rid, ext, text, meta, status, done in session.execute(
+            select(Item.id, Item.external_id, Item.text, Item.meta, Item.status, Item.labels_done).where(
+                Item.project_id == project_id, Item.external_id.in_(chunk)
+            )
+        ):
+            out[ext] = (rid, text, meta, status, done)
+    return out
+
+
+def import_items(
+    session: Session,
+    project: Project,
+    path: str | Path,
+    now: datetime,
+    *,
+    update_existing: bool = False,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import items. Raises ImportError_ with every problem (up to 20 shown); writes nothing then."""
+    path = Path(path)
+    spec = spec_of(project)
+    if not path.exists():
+        raise ImportError_(str(path), ["no such file"])
+    rows = _validate(path, spec, gold=False, progress=progress)
+    result = ImportResult(str(path), rows=len(rows))
+    has_items = session.scalar(select(Item.id).where(Item.project_id == project.id).limit(1)) is not None
+    existing = _existing(session, project.id, [r.external_id for r in rows]) if has_items else {}
+    errors: list[str] = []
+    new_rows: list[dict[str, Any]] = []
+    for r in rows:
+        old = existing.get(r.external_id)
+        if old is None:
+            new_rows.append(
+                {
+                    "project_id": project.id, "external_id": r.external_id, "text": r.text, "meta": r.meta,
+                    "status": ItemStatus.OPEN.value, "slots": spec.redundancy, "labels_done": 0,
+                    "is_gold": False, "created_at": now, "updated_at": now,
+                }
+            )
+            continue
+        rid, old_text, old_meta, _status, done = old
+        if old_text == r.text and (old_meta or None) == r.meta:
+            result.unchanged += 1
+            continue
+        if not update_existing:
+            errors.append(
+                f"line {r.line}: id {r.external_id!r} is already imported with different "
+                f"{'text' if old_text != r.text else 'metadata'}; use --update to replace it"
+            )
+            continue
+        if old_text != r.text and done:
+            errors.append(
+                f"line {r.line}: id {r.external_id!r} already has {done} label(s); its text cannot change"
+            )
+            continue
+        session.execute(update(Item).where(Item.id == rid).values(text=r.text, meta=r.meta, updated_at=now))
+        result.updated += 1
+    if errors:
+        raise ImportError_(str(path), errors[:MAX_ERRORS], len(errors))
+    for start in range(0, len(new_rows), CHUNK):
+        session.execute(insert(Item), new_rows[start : start + CHUNK])
+    result.inserted = len(new_rows)
+    return result
+
+
+def import_gold(
+    session: Session,
+    project: Project,
+    path: str | Path,
+    now: datetime,
+    *,
+    update_existing: bool = False,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import gold items: each row an item plus its answer. Gold items are served only as quiz
+    questions and hidden checks; an existing unlabeled item with the same id and text becomes gold."""
+    path = Path(path)
+    spec = spec_of(project)
+    if not path.exists():
+        raise ImportError_(str(path), ["no such file"])
+    rows = _validate(path, spec, gold=True, progress=progress)
+    result = ImportResult(str(path), rows=len(rows))
+    existing = _existing(session, project.id, [r.external_id for r in rows])
+    gold_by_item = {}
+    if existing:
+        ids = [v[0] for v in existing.values()]
+        for start in range(0, len(ids), 900):
+            for g in session.scalars(select(Gold).where(Gold.item_id.in_(ids[start : start + 900]))):
+                gold_by_item[g.item_id] = g
+    errors: list[str] = []
+    for r in rows:
+        old = existing.get(r.external_id)
+        if old is None:
+            item = Item(
+                project_id=project.id, external_id=r.external_id, text=r.text, meta=r.meta,
+                status=ItemStatus.GOLD, slots=0, labels_done=0, is_gold=True, created_at=now, updated_at=now,
+            )
+            session.add(item)
+            session.flush()
+            session.add(
+                Gold(
+                    project_id=project.id, item_id=item.id, value=r.gold, value_key=r.gold_key,
+                    explanation=r.explanation, source="import", created_at=now,
+                )
+            )
+            result.inserted += 1
+            continue
+        rid, old_text, _meta, _status, done = old
+        if old_text != r.text:
+            errors.append(f"line {r.line}: id {r.external_id!r} is already imported with different text")
+            continue
+        g = gold_by_item.get(rid)
+        if g is not None:
+            if g.value_key == r.gold_key and (g.explanation or None) == r.explanation:
+                result.unchanged += 1
+                continue
+            if not update_existing:
+                errors.append(
+                    f"line {r.line}: id {r.external_id!r} already has a different gold answer; "
+                    "use --update to replace it"
+                )
+                continue
+            g.value, g.value_key, g.explanation = r.gold, r.gold_key, r.explanation
+            result.updated += 1
+            continue
+        if done:
+            errors.append(
+                f"line {r.line}: id {r.external_id!r} is a production item with {done} label(s); "
+                "use `labelbot gold promote` for labeled items"
+            )
+            continue
+        session.execute(
+            update(Item)
+            .where(Item.id == rid)
+            .values(is_gold=True, status=ItemStatus.GOLD, slots=0, updated_at=now)
+        )
+        session.add(
+            Gold(
+                project_id=project.id, item_id=rid, value=r.gold, value_key=r.gold_key,
+                explanation=r.explanation, source="import", created_at=now,
+            )
+        )
+        result.inserted += 1
+    if errors:
+        raise ImportError_(str(path), errors[:MAX_ERRORS], len(errors))
+    session.flush()
+    n_gold = session.scalar(select(func.count()).select_from(Gold).where(Gold.project_id == project.id)) or 0
+    if n_gold < spec.quiz.size:
+        result.warnings.append(
+            f"The gold pool has {n_gold} item(s) but quiz.size is {spec.quiz.size}: "
+            + ("quizzes will be short (quiz.allow_short is on)." if spec.quiz.allow_short
+               else "quizzes cannot start until there are enough, or set quiz.allow_short: true.")
+        )
+    return result
+
+
+def count_rows(path: str | Path) -> int | None:
+    """A cheap row estimate for the progress bar (None when unknown)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        with path.open("rb") as fh:
+            return sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return None

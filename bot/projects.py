@@ -1,0 +1,185 @@
+"""Project and membership use cases (plain functions over a SQLAlchemy session)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from bot.config import ProjectSpec, parse_spec
+from storage.models import Item, ItemStatus, Label, Member, MemberState, Project, Tier
+
+
+class NotFound(LookupError):
+    """A named thing does not exist; the message is shown to a person."""
+
+
+class Conflict(ValueError):
+    """The request contradicts what is stored; the message is shown to a person."""
+
+
+def spec_of(project: Project) -> ProjectSpec:
+    return parse_spec(project.spec, f"project {project.slug}")
+
+
+def get_project(session: Session, slug: str) -> Project:
+    project = session.scalar(select(Project).where(Project.slug == slug))
+    if project is None:
+        known = session.scalars(select(Project.slug).order_by(Project.slug).limit(20)).all()
+        hint = f" Known projects: {', '.join(known)}." if known else " No project exists yet."
+        raise NotFound(f"No project {slug!r}.{hint}")
+    return project
+
+
+def list_projects(session: Session, team_id: str | None = None) -> list[Project]:
+    q = select(Project).where(Project.archived.is_(False)).order_by(Project.slug)
+    if team_id is not None:
+        q = q.where(Project.team_id == team_id)
+    return list(session.scalars(q))
+
+
+def create_project(session: Session, spec: ProjectSpec, team_id: str, now: datetime) -> Project:
+    if session.scalar(select(Project.id).where(Project.slug == spec.slug)) is not None:
+        raise Conflict(f"Project {spec.slug!r} already exists; use `labelbot project update` to change it.")
+    project = Project(
+        team_id=team_id,
+        slug=spec.slug,
+        name=spec.name,
+        task=spec.task.value,
+        spec=spec.model_dump(mode="json"),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(project)
+    session.flush()
+    sync_members(session, project, spec, now)
+    return project
+
+
+def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[Project, list[str]]:
+    """Apply a changed spec; returns the project and a list of human-readable changes."""
+    project = get_project(session, spec.slug)
+    old = spec_of(project)
+    n_items = session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project.id))
+    if old.task != spec.task and n_items:
+        raise Conflict(
+            f"Project {spec.slug!r} has {n_items} items; its task cannot change from "
+            f"{old.task.value} to {spec.task.value}. Create a new project instead."
+        )
+    removed = set(old.label_names) - set(spec.label_names)
+    if removed and session.scalar(select(Label.id).where(Label.project_id == project.id).limit(1)):
+        raise Conflict(
+            f"Labels already use {', '.join(sorted(removed))}; they cannot be removed from the spec."
+        )
+    changes = [
+        f"{key}: {old_value!r} -> {new_value!r}"
+        for key, old_value in old.model_dump(mode="json").items()
+        if (new_value := spec.model_dump(mode="json")[key]) != old_value
+    ]
+    old_redundancy = old.redundancy
+    project.spec = spec.model_dump(mode="json")
+    project.name = spec.name
+    project.updated_at = now
+    if spec.redundancy != old_redundancy:
+        # Open and complete items gain (or lose) slots; settled items stay settled.
+        delta = spec.redundancy - old_redundancy
+        new_slots = case((Item.slots + delta < 0, 0), else_=Item.slots + delta)
+        session.execute(
+            update(Item)
+            .where(Item.project_id == project.id, Item.status.in_([ItemStatus.OPEN, ItemStatus.COMPLETE]))
+            .values(
+                slots=new_slots,
+                status=case((new_slots > 0, ItemStatus.OPEN.value), else_=ItemStatus.COMPLETE.value),
+                updated_at=now,
+            )
+        )
+    sync_members(session, project, spec, now)
+    return project, changes
+
+
+def sync_members(session: Session, project: Project, spec: ProjectSpec, now: datetime) -> None:
+    """Make leads and experts named in the spec members with that tier."""
+    wanted = {uid: Tier.LEAD for uid in spec.members.leads}
+    wanted.update({uid: Tier.EXPERT for uid in spec.members.experts})
+    for uid, tier in wanted.items():
+        member = session.scalar(select(Member).where(Member.project_id == project.id, Member.user_id == uid))
+        if member is None:
+            member = Member(
+                project_id=project.id, team_id=project.team_id, user_id=uid, tier=tier,
+                state=MemberState.NEW, served=0, created_at=now,
+            )
+            session.add(member)
+        member.tier = tier
+        if tier is Tier.EXPERT and member.state == MemberState.NEW:
+            member.state = MemberState.QUALIFIED
+            member.qualified_at = now
+            member.state_reason = "expert named in the project spec"
+    session.flush()
+
+
+def get_member(session: Session, project: Project, user_id: str) -> Member | None:
+    return session.scalar(select(Member).where(Member.project_id == project.id, Member.user_id == user_id))
+
+
+def ensure_member(session: Session, project: Project, user_id: str, now: datetime) -> Member:
+    member = get_member(session, project, user_id)
+    if member is None:
+        member = Member(
+            project_id=project.id, team_id=project.team_id, user_id=user_id, tier=Tier.CROWD,
+            state=MemberState.NEW, served=0, created_at=now,
+        )
+        session.add(member)
+        session.flush()
+    return member
+
+
+def is_lead(session: Session, project: Project, user_id: str) -> bool:
+    member = get_member(session, project, user_id)
+    return member is not None and member.tier == Tier.LEAD
+
+
+@dataclass
+class MemberChange:
+    member: Member
+    description: str
+
+
+def set_member(
+    session: Session,
+    project: Project,
+    user_id: str,
+    now: datetime,
+    *,
+    tier: Tier | None = None,
+    suspend: bool = False,
+    reinstate: bool = False,
+    reason: str | None = None,
+) -> MemberChange:
+    """Change a member's tier or state (leads' CLI). Experts count without a quiz."""
+    if suspend and reinstate:
+        raise Conflict("Choose one of --suspend and --reinstate.")
+    member = ensure_member(session, project, user_id, now)
+    said = []
+    if tier is not None and member.tier != tier:
+        said.append(f"tier {member.tier} -> {tier}")
+        member.tier = tier
+        if tier is Tier.EXPERT and member.state == MemberState.NEW:
+            member.state = MemberState.QUALIFIED
+            member.qualified_at = now
+            member.state_reason = "made an expert by a lead"
+            said.append("qualified (experts skip the quiz)")
+    if suspend and member.state != MemberState.SUSPENDED:
+        member.state = MemberState.SUSPENDED
+        member.suspended_at = now
+        member.state_reason = reason or "suspended by a lead"
+        said.append("suspended")
+    if reinstate and member.state == MemberState.SUSPENDED:
+        member.state = MemberState.QUALIFIED
+        member.qualified_at = now
+        member.suspended_at = None
+        member.state_reason = reason or "reinstated by a lead"
+        said.append("reinstated")
+    session.flush()
+    return MemberChange(member, ", ".join(said) or "no change")

@@ -1,0 +1,101 @@
+"""Task-shaped label values: canonical form, canonical key, validation against a spec and a text.
+
+classification: "label"            multilabel: ["a", "b"] (sorted, unique)
+spans: [{"start": 0, "end": 5, "label": "LOC"}] (end exclusive, sorted)     rewrite: "text"
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from bot.config import ProjectSpec, TaskType
+
+MAX_REWRITE_CHARS = 3000
+
+
+class ValueProblem(ValueError):
+    """A value that does not fit the task; the message is shown to a person."""
+
+
+def canonical_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_key(key: str | None) -> Any:
+    return None if key is None else json.loads(key)
+
+
+def normalize(task: TaskType, value: Any, spec: ProjectSpec, text: str | None = None) -> Any:
+    """Return the canonical value or raise ValueProblem saying what is wrong."""
+    labels = spec.label_names
+    if task is TaskType.CLASSIFICATION:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueProblem("label must be a non-empty string")
+        value = value.strip()
+        if value not in labels:
+            raise ValueProblem(f"unknown label {value!r} (allowed: {', '.join(labels)})")
+        return value
+    if task is TaskType.MULTILABEL:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split("|") if v.strip()] if value.strip() else []
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueProblem("labels must be a list of label names")
+        unknown = sorted({v for v in value if v not in labels})
+        if unknown:
+            raise ValueProblem(f"unknown label(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(labels)})")
+        return sorted(set(value))
+    if task is TaskType.SPANS:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueProblem("spans must be a JSON list of {start, end, label}") from None
+        if not isinstance(value, list | tuple):
+            raise ValueProblem("spans must be a list of {start, end, label}")
+        out = []
+        for i, span in enumerate(value):
+            if not isinstance(span, dict) or not {"start", "end", "label"} <= set(span):
+                raise ValueProblem(f"span {i + 1} must have start, end and label")
+            start, end, label = span["start"], span["end"], span["label"]
+            if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool):
+                raise ValueProblem(f"span {i + 1}: start and end must be whole numbers")
+            if label not in labels:
+                raise ValueProblem(f"span {i + 1}: unknown label {label!r} (allowed: {', '.join(labels)})")
+            if not 0 <= start < end:
+                raise ValueProblem(f"span {i + 1}: needs 0 <= start < end, got {start}..{end}")
+            if text is not None and end > len(text):
+                raise ValueProblem(f"span {i + 1}: {start}..{end} is outside the text ({len(text)} characters)")
+            out.append({"start": start, "end": end, "label": label})
+        out.sort(key=lambda s: (s["start"], s["end"], s["label"]))
+        for a, b in itertools.pairwise(out):
+            if b["start"] < a["end"]:
+                raise ValueProblem(f"spans {a['start']}..{a['end']} and {b['start']}..{b['end']} overlap")
+        return out
+    if task is TaskType.REWRITE:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueProblem("rewrite must be non-empty text")
+        if len(value) > MAX_REWRITE_CHARS:
+            raise ValueProblem(f"rewrite must be at most {MAX_REWRITE_CHARS} characters")
+        return value.strip()
+    raise ValueProblem(f"unknown task {task}")
+
+
+def display(task: TaskType, value: Any, text: str | None = None) -> str:
+    """A short human rendering of a value (plain text; callers escape for mrkdwn)."""
+    if value is None:
+        return "—"
+    if task is TaskType.CLASSIFICATION or task is TaskType.REWRITE:
+        return str(value)
+    if task is TaskType.MULTILABEL:
+        return ", ".join(value) if value else "(none)"
+    if task is TaskType.SPANS:
+        if not value:
+            return "(no spans)"
+        parts = []
+        for s in value:
+            surface = text[s["start"] : s["end"]] if text else f"{s['start']}..{s['end']}"
+            parts.append(f"{surface} → {s['label']}")
+        return "; ".join(parts)
+    return str(value)
