@@ -1,0 +1,324 @@
+"""storage.frames: the labels frame (and friends) on SQLite and PostgreSQL.
+
+Also home of the small seeding helpers that tests/test_reports.py reuses: `database(kind, tmp_path)`
+gives an upgraded Database (SQLite file, or a private schema on LABELBOT_TEST_POSTGRES_URL), `Seeder`
+writes projects, members, items, gold, drafts, assignments and labels through the models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from bot.config import parse_spec
+from bot.projects import create_project
+from bot.values import canonical_key
+from storage.db import Database
+from storage.frames import (
+    LABEL_FRAME_COLUMNS,
+    drafts_frame,
+    empty_labels_frame,
+    labels_frame,
+    members_frame,
+    throughput_frame,
+)
+from storage.models import Assignment, Draft, Gold, Item, Label, Member
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+PG_ENV = "LABELBOT_TEST_POSTGRES_URL"
+PG_SKIP = (
+    f"{PG_ENV} is not set: the PostgreSQL half of these tests is SKIPPED "
+    "(e.g. export LABELBOT_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+)
+BACKENDS = ["sqlite", "postgres"]
+
+_pg_schemas: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def database(kind: str, tmp_path: Any) -> Iterator[Database]:
+    """An upgraded, empty database. PostgreSQL: one private schema per test, dropped afterwards."""
+    if kind == "sqlite":
+        db = Database(f"sqlite:///{tmp_path}/labelbot.db")
+        db.upgrade()
+        try:
+            yield db
+        finally:
+            db.dispose()
+        return
+    base = os.environ.get(PG_ENV, "").strip()
+    if not base:
+        pytest.skip(PG_SKIP)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = Database(base)
+    with admin.engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    db = Database(f"{base}{sep}options={quote(f'-csearch_path={schema}')}")
+    try:
+        db.upgrade()
+        yield db
+    finally:
+        db.dispose()
+        with admin.engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def spec_dict(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "slug": "intents",
+        "name": "Support intents",
+        "task": "classification",
+        "labels": ["billing", "bug", "other"],
+        "members": {"leads": ["ULEAD"]},
+        "llm": {"price_per_1m_input": 0.15, "price_per_1m_output": 0.6},
+        "report": {"channel": "CREPORTS", "time": "09:00", "timezone": "UTC"},
+    }
+    spec.update(overrides)
+    return spec
+
+
+class Seeder:
+    """Writes rows through the models. Values are task-shaped; keys are `canonical_key(value)`."""
+
+    def __init__(self, db: Database, now: datetime = T0, **spec_overrides: Any) -> None:
+        self.db = db
+        self.now = now
+        spec = parse_spec(spec_dict(**spec_overrides))
+        with db.session() as s:
+            project = create_project(s, spec, "T1", now)
+            self.project_id = project.id
+            self.slug = project.slug
+        self.members: dict[str, int] = {}
+        self._item_seq = 0
+
+    def member(self, user_id: str, *, tier: str = "crowd", state: str = "qualified", reason: str | None = None,
+               suspended_at: datetime | None = None) -> int:
+        if user_id in self.members:
+            return self.members[user_id]
+        with self.db.session() as s:
+            m = Member(project_id=self.project_id, team_id="T1", user_id=user_id, tier=tier, state=state,
+                       served=0, state_reason=reason, suspended_at=suspended_at, created_at=self.now)
+            s.add(m)
+            s.flush()
+            self.members[user_id] = m.id
+        return m.id
+
+    def item(self, *, gold: Any = None, text_: str = "some text") -> int:
+        self._item_seq += 1
+        with self.db.session() as s:
+            it = Item(project_id=self.project_id, external_id=f"x{self._item_seq}", text=text_, meta=None,
+                      status="gold" if gold is not None else "open", slots=0, labels_done=0,
+                      is_gold=gold is not None, created_at=self.now, updated_at=self.now)
+            s.add(it)
+            s.flush()
+            if gold is not None:
+                s.add(Gold(project_id=self.project_id, item_id=it.id, value=gold, value_key=canonical_key(gold),
+                           explanation=None, source="import", created_at=self.now))
+            return it.id
+
+    def draft(self, item_id: int, value: Any, *, status: str = "ok", prompt_tokens: int = 100,
+              completion_tokens: int = 10, cached_tokens: int = 0, at: datetime | None = None,
+              model: str = "gpt-4o-mini", error: str | None = None) -> int:
+        with self.db.session() as s:
+            d = Draft(project_id=self.project_id, item_id=item_id, model=model, prompt_version="v1", status=status,
+                      value=value, value_key=None if value is None else canonical_key(value), confidence=0.9,
+                      error_kind="timeout" if error else None, error=error, raw=None,
+                      prompt_tokens=prompt_tokens, cached_tokens=cached_tokens,
+                      completion_tokens=completion_tokens, latency_ms=120.0, attempts=1,
+                      created_at=at or self.now)
+            s.add(d)
+            s.flush()
+            return d.id
+
+    def label(self, item_id: int, user: str, value: Any, *, action: str | None = None, kind: str = "production",
+              draft_id: int | None = None, shown: bool | None = None, seconds: float | None = 5.0,
+              counts: bool = True, at: datetime | None = None, correct: float | None = None) -> int:
+        member_id = self.member(user)
+        shown = (draft_id is not None) if shown is None else shown
+        if action is None:
+            action = "manual" if not shown else "accept"
+        at = at or self.now
+        with self.db.session() as s:
+            a = Assignment(project_id=self.project_id, item_id=item_id, member_id=member_id, team_id="T1",
+                           user_id=user, kind=kind, status="done", draft_id=draft_id, draft_shown=shown,
+                           blind=(draft_id is not None and not shown), leased_at=at, expires_at=at, closed_at=at)
+            s.add(a)
+            s.flush()
+            lab = Label(assignment_id=a.id, project_id=self.project_id, item_id=item_id, member_id=member_id,
+                        user_id=user, kind=kind, action=action, value=value,
+                        value_key=None if value is None else canonical_key(value),
+                        draft_id=draft_id if shown else None, draft_shown=shown, seconds=seconds, counts=counts,
+                        correct=correct, created_at=at)
+            s.add(lab)
+            s.flush()
+            return lab.id
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
+    with database(request.param, tmp_path) as d:
+        yield d
+
+
+def objs(series: pd.Series) -> list[Any]:
+    """Values as Python objects, missing as None (categoricals give NaN for missing)."""
+    return [None if pd.isna(v) else v for v in series.astype(object)]
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_labels_frame_columns_values_and_joins(db: Database) -> None:
+    sd = Seeder(db)
+    sd.member("UA", tier="crowd")
+    sd.member("UB", tier="expert")
+    i1 = sd.item()
+    g1 = sd.item(gold="bug")
+    d1 = sd.draft(i1, "billing")
+    d2 = sd.draft(g1, "other")
+    sd.label(i1, "UA", "billing", draft_id=d1, shown=True, action="accept", seconds=3.5,
+             at=T0 + timedelta(minutes=1, microseconds=123456))
+    sd.label(i1, "UB", "bug", draft_id=d1, shown=False, seconds=None, at=T0 + timedelta(minutes=2))  # blind
+    sd.label(g1, "UA", "bug", kind="honeypot", draft_id=d2, shown=False, correct=1.0,
+             at=T0 + timedelta(minutes=3))
+    sd.label(g1, "UB", None, action="skip", kind="quiz", counts=False, at=T0 + timedelta(minutes=4))
+
+    with db.read() as s:
+        frame = labels_frame(s, sd.project_id, T0, T0 + timedelta(days=1))
+    assert tuple(frame.columns) == LABEL_FRAME_COLUMNS
+    assert len(frame) == 4
+    frame = frame.sort_values("created_at").reset_index(drop=True)
+    assert frame["item_id"].tolist() == [i1, i1, g1, g1]
+    assert frame["annotator"].astype(object).tolist() == ["UA", "UB", "UA", "UB"]
+    assert frame["tier"].astype(object).tolist() == ["crowd", "expert", "crowd", "expert"]
+    assert objs(frame["value_key"]) == ['"billing"', '"bug"', '"bug"', None]
+    assert frame["value"].tolist() == ["billing", "bug", "bug", None]
+    assert objs(frame["action"]) == ["accept", "manual", "manual", "skip"]
+    assert frame["draft_shown"].tolist() == [True, False, False, False]
+    assert frame["blind"].tolist() == [False, True, True, False]
+    # the draft of a blind item is still there (anchoring needs it)
+    assert objs(frame["draft_key"]) == ['"billing"', '"billing"', '"other"', None]
+    assert objs(frame["gold_key"]) == [None, None, '"bug"', '"bug"']
+    assert objs(frame["kind"]) == ["production", "production", "honeypot", "quiz"]
+    assert frame["counts"].tolist() == [True, True, True, False]
+    assert frame["seconds"].iloc[0] == 3.5 and np.isnan(frame["seconds"].iloc[1])
+    assert frame["correct"].iloc[2] == 1.0
+    assert str(frame["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert frame["created_at"].iloc[0] == pd.Timestamp(T0 + timedelta(minutes=1, microseconds=123456))
+    for col in ("annotator", "value_key", "action", "draft_key", "kind", "gold_key", "tier"):
+        assert isinstance(frame[col].dtype, pd.CategoricalDtype), col
+
+
+def test_window_is_half_open_and_per_project(db: Database) -> None:
+    sd = Seeder(db)
+    other = Seeder(db, slug="other")
+    i = sd.item()
+    j = other.item()
+    sd.label(i, "UA", "bug", at=T0 - timedelta(seconds=1))
+    sd.label(i, "UB", "bug", at=T0)
+    sd.label(i, "UC", "bug", at=T0 + timedelta(days=1))
+    other.label(j, "UA", "bug", at=T0 + timedelta(hours=1))
+    with db.read() as s:
+        frame = labels_frame(s, sd.project_id, T0, T0 + timedelta(days=1))
+        everything = labels_frame(s, sd.project_id)
+    assert frame["annotator"].astype(object).tolist() == ["UB"]
+    assert sorted(everything["annotator"].astype(object)) == ["UA", "UB", "UC"]
+
+
+def test_chunked_fetch_matches_single_chunk(db: Database) -> None:
+    sd = Seeder(db)
+    items = [sd.item() for _ in range(7)]
+    for n, item in enumerate(items):
+        for user, label in (("UA", "bug"), ("UB", "billing" if n % 2 else "bug"), ("UC", "other")):
+            sd.label(item, user, label, at=T0 + timedelta(minutes=n))
+    with db.read() as s:
+        small = labels_frame(s, sd.project_id, chunk_rows=4)
+        big = labels_frame(s, sd.project_id)
+    pd.testing.assert_frame_equal(
+        small.sort_values(["item_id", "member_id"]).reset_index(drop=True),
+        big.sort_values(["item_id", "member_id"]).reset_index(drop=True),
+    )
+    assert len(big) == 21
+
+
+def test_empty_frames(db: Database) -> None:
+    sd = Seeder(db)
+    with db.read() as s:
+        frame = labels_frame(s, sd.project_id, T0, T0 + timedelta(days=1))
+        drafts = drafts_frame(s, sd.project_id)
+    assert frame.empty and tuple(frame.columns) == LABEL_FRAME_COLUMNS
+    assert str(frame["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert drafts.empty
+    assert tuple(empty_labels_frame().columns) == LABEL_FRAME_COLUMNS
+    assert throughput_frame(frame).empty
+
+
+def test_multilabel_and_spans_values_decoded(db: Database) -> None:
+    sd = Seeder(db, task="multilabel", labels=["a", "b", "c"])
+    i = sd.item()
+    sd.label(i, "UA", ["a", "b"])
+    sd.label(i, "UB", ["a", "b"])
+    sd.label(i, "UC", [])
+    with db.read() as s:
+        frame = labels_frame(s, sd.project_id)
+    values = frame.sort_values("member_id")["value"].tolist()
+    assert values == [["a", "b"], ["a", "b"], []]
+
+
+def test_drafts_frame_and_members(db: Database) -> None:
+    sd = Seeder(db)
+    i = sd.item()
+    sd.draft(i, "bug", prompt_tokens=1000, completion_tokens=50, cached_tokens=200)
+    sd.draft(sd.item(), None, status="error", error="timed out", model="m2", prompt_tokens=0, completion_tokens=0)
+    sd.member("UX", state="suspended", reason="failed hidden checks", suspended_at=T0)
+    with db.read() as s:
+        drafts = drafts_frame(s, sd.project_id, T0, T0 + timedelta(days=1))
+        members = members_frame(s, sd.project_id)
+    assert len(drafts) == 2
+    assert drafts["prompt_tokens"].sum() == 1000 and drafts["cached_tokens"].sum() == 200
+    assert sorted(drafts["status"].astype(object)) == ["error", "ok"]
+    row = members.set_index("user_id").loc["UX"]
+    assert row["state"] == "suspended" and row["state_reason"] == "failed hidden checks"
+    assert row["suspended_at"] == pd.Timestamp(T0)
+    assert "ULEAD" in set(members["user_id"])  # leads from the spec are members
+
+
+def test_throughput_frame_local_days() -> None:
+    frame = empty_labels_frame()
+    times = pd.to_datetime(["2026-01-05T22:30:00Z", "2026-01-05T23:30:00Z", "2026-01-06T01:00:00Z"], utc=True)
+    frame = pd.DataFrame(
+        {"annotator": pd.Categorical(["UA", "UA", "UB"]), "action": pd.Categorical(["accept", "skip", "manual"]),
+         "created_at": pd.Series(times).astype("datetime64[ns, UTC]")}
+    )
+    utc = throughput_frame(frame, "UTC")
+    assert utc[["annotator", "labels", "answered"]].values.tolist() == [["UA", 2, 1], ["UB", 1, 1]]
+    paris = throughput_frame(frame, "Europe/Paris")  # UTC+1: 22:30Z is Jan 5, 23:30Z is Jan 6
+    assert [str(d) for d in paris["day"]] == ["2026-01-05", "2026-01-06", "2026-01-06"]
+
+
+def test_quality_functions_accept_the_frame(db: Database) -> None:
+    """The category dtypes work with the statistics package (incl. `a < b` on annotators)."""
+    from bot.quality import agreement
+
+    sd = Seeder(db)
+    for n in range(4):
+        item = sd.item()
+        sd.label(item, "UA", "bug")
+        sd.label(item, "UB", "bug" if n < 3 else "billing")
+    with db.read() as s:
+        frame = labels_frame(s, sd.project_id)
+    pairs = agreement.cohens_kappa_pairs(frame)
+    assert [(p.a, p.b, p.kappa.n) for p in pairs] == [("UA", "UB", 4)]
+    assert agreement.percent_agreement(frame).value == pytest.approx(0.75)
