@@ -176,7 +176,7 @@ def dawid_skene(
     gold: Mapping[Any, str] | None = None,
     smoothing: float = 0.01,
 ) -> DawidSkeneResult:
-    """Dawid & Skene (1979) EM over ``item_id, annotator, value_key`` rows.
+    """Dawid & Skene (1979) EM over ``item_id, annotator, value_key`` rows (missing keys ignored).
 
     Starts from the soft majority vote (each item's vote shares), then alternates an M-step
     (per-annotator confusion matrices and class priors, `smoothing` added to every count so no
@@ -189,6 +189,7 @@ def dawid_skene(
     if init != "majority":
         raise ValueError(f"unknown init {init!r} (supported: 'majority')")
     gold = dict(gold or {})
+    frame = frame.loc[frame["value_key"].notna().to_numpy(dtype=bool)]
     if frame.empty:
         return DawidSkeneResult(
             items=pd.DataFrame({c: pd.Series(dtype=object) for c in DS_ITEM_COLUMNS}),
@@ -411,6 +412,21 @@ def _crowd_rewrite(crowd: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
+_NO_ANSWER_ACTIONS = ("skip", "ambiguous")
+
+
+def _answers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counting rows that carry an answer, oldest first when `created_at` is present."""
+    keep = frame["counts"].fillna(False).to_numpy(dtype=bool) & frame["value_key"].notna().to_numpy(dtype=bool)
+    if "action" in frame.columns:
+        keep &= ~frame["action"].isin(_NO_ANSWER_ACTIONS).to_numpy(dtype=bool)
+    used = frame.loc[keep]
+    if "created_at" in used.columns and len(used):
+        order = np.argsort(pd.to_datetime(used["created_at"], utc=True).to_numpy(), kind="stable")
+        used = used.iloc[order]
+    return used
+
+
 def _empty_aggregate() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in AGGREGATE_COLUMNS})
 
@@ -424,15 +440,16 @@ def aggregate(
     *,
     ds_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """One row per item that has at least one counting label (`AGGREGATE_COLUMNS`).
+    """One row per item that has at least one counting answer (`AGGREGATE_COLUMNS`).
 
     Precedence: gold items keep their gold answer (source "gold"); else an expert answer
     (kind == "expert" or tier == "expert"; several disagreeing experts -> majority, a tie is
     escalated) wins (source "expert"); else the crowd (source "crowd"):
     classification by majority vote or Dawid-Skene; multilabel per label and spans per
     (start, end, label), each kept when > half of the item's annotators chose it; rewrite by the
-    most endorsed normalised text. Only ``counts`` rows are used; one vote per annotator, kind
-    class (expert or not) and item (the last row wins).
+    most endorsed normalised text. Only ``counts`` rows with a value_key are used (and, when
+    the frame has an ``action`` column, not skip/ambiguous); ``tier`` is optional. One vote per
+    annotator, item and expert-or-not: the last row wins (by ``created_at`` when present).
 
     ``confidence`` is the winner's vote share (majority, rewrite), the max posterior
     (Dawid-Skene), or the weakest per-element majority (multilabel, spans); 1.0 for gold and
@@ -448,10 +465,12 @@ def aggregate(
     if method == "dawid_skene" and kind != "classification":
         raise ValueError("dawid_skene aggregates classification labels only")
 
-    used = frame[frame["counts"].astype(bool)]
+    used = _answers(frame)
     if used.empty:
         return _empty_aggregate()
-    is_expert = ((used["kind"] == "expert") | (used["tier"] == "expert")).to_numpy()
+    is_expert = (used["kind"] == "expert").to_numpy(dtype=bool, copy=True)
+    if "tier" in used.columns:
+        is_expert |= (used["tier"] == "expert").to_numpy(dtype=bool)
     used = used.assign(_expert=is_expert).drop_duplicates(["item_id", "annotator", "_expert"], keep="last")
     crowd = used[~used["_expert"]]
     experts = used[used["_expert"]]

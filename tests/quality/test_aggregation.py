@@ -292,6 +292,20 @@ def test_one_vote_per_annotator_and_item():
     assert out.loc[1, "value"] == "neg" and out.loc[1, "n_labels"] == 2
 
 
+def test_rows_without_an_answer_and_the_shared_frame_contract():
+    # no `tier` column; skip/ambiguous rows and missing keys carry no answer; created_at orders re-votes
+    frame = labels([(1, "a", "pos"), (1, "b", "pos"), (1, "c", "neg"), (1, "d", "neg"), (1, "b", "neg")])
+    frame = frame.drop(columns="tier")
+    frame["action"] = ["accept", "accept", "accept", "skip", "edit"]
+    frame.loc[3, "value_key"] = None
+    frame["created_at"] = pd.to_datetime(["2024-01-01", "2024-01-03", "2024-01-01", "2024-01-01", "2024-01-02"])
+    out = by_item(aggregate("classification", frame))
+    # b's latest answer is "pos" (Jan 3rd); d skipped
+    assert out.loc[1, "value"] == "pos" and out.loc[1, "n_labels"] == 3
+    assert out.loc[1, "confidence"] == pytest.approx(2 / 3)
+    assert dawid_skene(frame).classes == [value_key("neg"), value_key("pos")]  # a missing key is no class
+
+
 def test_dawid_skene_method_with_gold_and_experts():
     frame = labels([(1, "a", "pos"), (1, "b", "neg"), (2, "a", "pos"), (2, "e", "neg", True, "expert")])
     out = by_item(aggregate("classification", frame, gold={1: "neg"}, method="dawid_skene"))
