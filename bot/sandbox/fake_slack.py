@@ -673,6 +673,24 @@ class FakeSlack(FakeHTTPServer):
                 )
             return channel_id
 
+    def channel_info(self, ref: str) -> dict[str, Any] | None:
+        """{id, name, is_im, is_mpim, is_private, user, members, bot_member} of a channel, or None."""
+        with self._cond:
+            channel_id = self.channel_id(ref)
+            if channel_id is None:
+                return None
+            c = self._channels[channel_id]
+            return {
+                "id": c.id,
+                "name": c.name,
+                "is_im": c.is_im,
+                "is_mpim": c.is_mpim,
+                "is_private": c.is_private,
+                "user": c.user,
+                "members": sorted(c.members) if c.members is not None else None,
+                "bot_member": c.bot_member,
+            }
+
     def channel_id(self, ref: str) -> str | None:
         """Resolve a channel id, `name` or `#name` to an id (None if unknown)."""
         with self._cond:
