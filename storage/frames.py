@@ -157,9 +157,16 @@ def members_frame(session: Session, project_id: int) -> pd.DataFrame:
     """One row per member: member_id, user_id, tier, state, state_reason, suspended_at, qualified_at."""
     rows = session.execute(
         select(
-            Member.id, Member.user_id, Member.tier, Member.state, Member.state_reason,
-            Member.suspended_at, Member.qualified_at,
-        ).where(Member.project_id == project_id).order_by(Member.id)
+            Member.id,
+            Member.user_id,
+            Member.tier,
+            Member.state,
+            Member.state_reason,
+            Member.suspended_at,
+            Member.qualified_at,
+        )
+        .where(Member.project_id == project_id)
+        .order_by(Member.id)
     ).all()
     columns = ["member_id", "user_id", "tier", "state", "state_reason", "suspended_at", "qualified_at"]
     frame = pd.DataFrame.from_records(rows, columns=columns)
@@ -174,7 +181,10 @@ def members_frame(session: Session, project_id: int) -> pd.DataFrame:
 
 def empty_labels_frame() -> pd.DataFrame:
     return _assemble(
-        item_id=np.empty(0, np.int64), member_id=np.empty(0, np.int64), codes={}, members=None,
+        item_id=np.empty(0, np.int64),
+        member_id=np.empty(0, np.int64),
+        codes={},
+        members=None,
         floats={"seconds": np.empty(0), "correct": np.empty(0)},
         bools={"draft_shown": np.empty(0, bool), "counts": np.empty(0, bool), "blind": np.empty(0, bool)},
         times=[],
@@ -236,8 +246,21 @@ def labels_frame(
     for chunk in result.partitions(chunk_rows):
         if not chunk:
             continue
-        (item, member, value_key, action, shown, draft_key, seconds, counts, kind, gold_key, created, blind,
-         correct) = zip(*chunk, strict=True)
+        (
+            item,
+            member,
+            value_key,
+            action,
+            shown,
+            draft_key,
+            seconds,
+            counts,
+            kind,
+            gold_key,
+            created,
+            blind,
+            correct,
+        ) = zip(*chunk, strict=True)
         item_ids.append(np.asarray(item, dtype=np.int64))
         member_ids.append(np.asarray(member, dtype=np.int64))
         for name, values in zip(_STRING_COLUMNS, (value_key, action, draft_key, kind, gold_key), strict=True):
@@ -328,8 +351,20 @@ def _assemble(
 # --- drafts ----------------------------------------------------------------------------------------
 
 DRAFT_FRAME_COLUMNS = (
-    "draft_id", "item_id", "model", "status", "value_key", "confidence", "error_kind", "prompt_tokens",
-    "cached_tokens", "completion_tokens", "latency_ms", "attempts", "simulated", "created_at",
+    "draft_id",
+    "item_id",
+    "model",
+    "status",
+    "value_key",
+    "confidence",
+    "error_kind",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "attempts",
+    "simulated",
+    "created_at",
 )
 
 
@@ -339,9 +374,20 @@ def drafts_frame(
     """Drafts of a project made in [since, until): one row each (tokens, latency, status, errors)."""
     dialect = session.get_bind().dialect.name
     stmt = select(
-        Draft.id, Draft.item_id, Draft.model, Draft.status, Draft.value_key, Draft.confidence, Draft.error_kind,
-        Draft.prompt_tokens, Draft.cached_tokens, Draft.completion_tokens, Draft.latency_ms, Draft.attempts,
-        Draft.simulated, _created_at_column(Draft.created_at, dialect),
+        Draft.id,
+        Draft.item_id,
+        Draft.model,
+        Draft.status,
+        Draft.value_key,
+        Draft.confidence,
+        Draft.error_kind,
+        Draft.prompt_tokens,
+        Draft.cached_tokens,
+        Draft.completion_tokens,
+        Draft.latency_ms,
+        Draft.attempts,
+        Draft.simulated,
+        _created_at_column(Draft.created_at, dialect),
     ).where(Draft.project_id == project_id)
     if since is not None:
         stmt = stmt.where(Draft.created_at >= since)
@@ -371,15 +417,23 @@ def throughput_frame(labels: pd.DataFrame, tz: str = "UTC") -> pd.DataFrame:
     """Labels per local day and annotator: columns day (datetime.date), annotator, labels, answered."""
     if labels.empty:
         return pd.DataFrame(
-            {"day": pd.Series([], dtype=object), "annotator": pd.Series([], dtype=object),
-             "labels": pd.Series([], dtype="int64"), "answered": pd.Series([], dtype="int64")}
+            {
+                "day": pd.Series([], dtype=object),
+                "annotator": pd.Series([], dtype=object),
+                "labels": pd.Series([], dtype="int64"),
+                "answered": pd.Series([], dtype="int64"),
+            }
         )
     day = labels["created_at"].dt.tz_convert(tz).dt.date
     answered = ~labels["action"].isin(("skip", "ambiguous")).to_numpy(dtype=bool)
     grouped = (
         pd.DataFrame(
-            {"day": day.to_numpy(), "annotator": labels["annotator"].astype(object).to_numpy(), "one": 1,
-             "answered": answered.astype(np.int64)}
+            {
+                "day": day.to_numpy(),
+                "annotator": labels["annotator"].astype(object).to_numpy(),
+                "one": 1,
+                "answered": answered.astype(np.int64),
+            }
         )
         .groupby(["day", "annotator"], sort=True)
         .agg(labels=("one", "sum"), answered=("answered", "sum"))

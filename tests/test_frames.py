@@ -1,24 +1,18 @@
 """storage.frames: the labels frame (and friends) on SQLite and PostgreSQL.
 
-Also home of the small seeding helpers that tests/test_reports.py reuses: `database(kind, tmp_path)`
-gives an upgraded Database (SQLite file, or a private schema on LABELBOT_TEST_POSTGRES_URL), `Seeder`
-writes projects, members, items, gold, drafts, assignments and labels through the models.
+Also home of `Seeder`, reused by tests/test_reports.py: it writes projects, members, items, gold,
+drafts, assignments and labels through the models. Databases come from the shared `database`
+fixture (SQLite, and PostgreSQL on LABELBOT_TEST_POSTGRES_URL with a private schema per test).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import text
 
 from bot.config import parse_spec
 from bot.projects import create_project
@@ -35,44 +29,6 @@ from storage.frames import (
 from storage.models import Assignment, Draft, Gold, Item, Label, Member
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-PG_ENV = "LABELBOT_TEST_POSTGRES_URL"
-PG_SKIP = (
-    f"{PG_ENV} is not set: the PostgreSQL half of these tests is SKIPPED "
-    "(e.g. export LABELBOT_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-)
-BACKENDS = ["sqlite", "postgres"]
-
-_pg_schemas: dict[str, str] = {}
-
-
-@contextlib.contextmanager
-def database(kind: str, tmp_path: Any) -> Iterator[Database]:
-    """An upgraded, empty database. PostgreSQL: one private schema per test, dropped afterwards."""
-    if kind == "sqlite":
-        db = Database(f"sqlite:///{tmp_path}/labelbot.db")
-        db.upgrade()
-        try:
-            yield db
-        finally:
-            db.dispose()
-        return
-    base = os.environ.get(PG_ENV, "").strip()
-    if not base:
-        pytest.skip(PG_SKIP)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = Database(base)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    db = Database(f"{base}{sep}options={quote(f'-csearch_path={schema}')}")
-    try:
-        db.upgrade()
-        yield db
-    finally:
-        db.dispose()
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def spec_dict(**overrides: Any) -> dict[str, Any]:
@@ -103,13 +59,29 @@ class Seeder:
         self.members: dict[str, int] = {}
         self._item_seq = 0
 
-    def member(self, user_id: str, *, tier: str = "crowd", state: str = "qualified", reason: str | None = None,
-               suspended_at: datetime | None = None) -> int:
+    def member(
+        self,
+        user_id: str,
+        *,
+        tier: str = "crowd",
+        state: str = "qualified",
+        reason: str | None = None,
+        suspended_at: datetime | None = None,
+    ) -> int:
         if user_id in self.members:
             return self.members[user_id]
         with self.db.session() as s:
-            m = Member(project_id=self.project_id, team_id="T1", user_id=user_id, tier=tier, state=state,
-                       served=0, state_reason=reason, suspended_at=suspended_at, created_at=self.now)
+            m = Member(
+                project_id=self.project_id,
+                team_id="T1",
+                user_id=user_id,
+                tier=tier,
+                state=state,
+                served=0,
+                state_reason=reason,
+                suspended_at=suspended_at,
+                created_at=self.now,
+            )
             s.add(m)
             s.flush()
             self.members[user_id] = m.id
@@ -118,58 +90,135 @@ class Seeder:
     def item(self, *, gold: Any = None, text_: str = "some text") -> int:
         self._item_seq += 1
         with self.db.session() as s:
-            it = Item(project_id=self.project_id, external_id=f"x{self._item_seq}", text=text_, meta=None,
-                      status="gold" if gold is not None else "open", slots=0, labels_done=0,
-                      is_gold=gold is not None, created_at=self.now, updated_at=self.now)
+            it = Item(
+                project_id=self.project_id,
+                external_id=f"x{self._item_seq}",
+                text=text_,
+                meta=None,
+                status="gold" if gold is not None else "open",
+                slots=0,
+                labels_done=0,
+                is_gold=gold is not None,
+                created_at=self.now,
+                updated_at=self.now,
+            )
             s.add(it)
             s.flush()
             if gold is not None:
-                s.add(Gold(project_id=self.project_id, item_id=it.id, value=gold, value_key=canonical_key(gold),
-                           explanation=None, source="import", created_at=self.now))
+                s.add(
+                    Gold(
+                        project_id=self.project_id,
+                        item_id=it.id,
+                        value=gold,
+                        value_key=canonical_key(gold),
+                        explanation=None,
+                        source="import",
+                        created_at=self.now,
+                    )
+                )
             return it.id
 
-    def draft(self, item_id: int, value: Any, *, status: str = "ok", prompt_tokens: int = 100,
-              completion_tokens: int = 10, cached_tokens: int = 0, at: datetime | None = None,
-              model: str = "gpt-4o-mini", error: str | None = None) -> int:
+    def draft(
+        self,
+        item_id: int,
+        value: Any,
+        *,
+        status: str = "ok",
+        prompt_tokens: int = 100,
+        completion_tokens: int = 10,
+        cached_tokens: int = 0,
+        at: datetime | None = None,
+        model: str = "gpt-4o-mini",
+        error: str | None = None,
+    ) -> int:
         with self.db.session() as s:
-            d = Draft(project_id=self.project_id, item_id=item_id, model=model, prompt_version="v1", status=status,
-                      value=value, value_key=None if value is None else canonical_key(value), confidence=0.9,
-                      error_kind="timeout" if error else None, error=error, raw=None,
-                      prompt_tokens=prompt_tokens, cached_tokens=cached_tokens,
-                      completion_tokens=completion_tokens, latency_ms=120.0, attempts=1,
-                      created_at=at or self.now)
+            d = Draft(
+                project_id=self.project_id,
+                item_id=item_id,
+                model=model,
+                prompt_version="v1",
+                status=status,
+                value=value,
+                value_key=None if value is None else canonical_key(value),
+                confidence=0.9,
+                error_kind="timeout" if error else None,
+                error=error,
+                raw=None,
+                prompt_tokens=prompt_tokens,
+                cached_tokens=cached_tokens,
+                completion_tokens=completion_tokens,
+                latency_ms=120.0,
+                attempts=1,
+                created_at=at or self.now,
+            )
             s.add(d)
             s.flush()
             return d.id
 
-    def label(self, item_id: int, user: str, value: Any, *, action: str | None = None, kind: str = "production",
-              draft_id: int | None = None, shown: bool | None = None, seconds: float | None = 5.0,
-              counts: bool = True, at: datetime | None = None, correct: float | None = None) -> int:
+    def label(
+        self,
+        item_id: int,
+        user: str,
+        value: Any,
+        *,
+        action: str | None = None,
+        kind: str = "production",
+        draft_id: int | None = None,
+        shown: bool | None = None,
+        seconds: float | None = 5.0,
+        counts: bool = True,
+        at: datetime | None = None,
+        correct: float | None = None,
+    ) -> int:
         member_id = self.member(user)
         shown = (draft_id is not None) if shown is None else shown
         if action is None:
             action = "manual" if not shown else "accept"
         at = at or self.now
         with self.db.session() as s:
-            a = Assignment(project_id=self.project_id, item_id=item_id, member_id=member_id, team_id="T1",
-                           user_id=user, kind=kind, status="done", draft_id=draft_id, draft_shown=shown,
-                           blind=(draft_id is not None and not shown), leased_at=at, expires_at=at, closed_at=at)
+            a = Assignment(
+                project_id=self.project_id,
+                item_id=item_id,
+                member_id=member_id,
+                team_id="T1",
+                user_id=user,
+                kind=kind,
+                status="done",
+                draft_id=draft_id,
+                draft_shown=shown,
+                blind=(draft_id is not None and not shown),
+                leased_at=at,
+                expires_at=at,
+                closed_at=at,
+            )
             s.add(a)
             s.flush()
-            lab = Label(assignment_id=a.id, project_id=self.project_id, item_id=item_id, member_id=member_id,
-                        user_id=user, kind=kind, action=action, value=value,
-                        value_key=None if value is None else canonical_key(value),
-                        draft_id=draft_id if shown else None, draft_shown=shown, seconds=seconds, counts=counts,
-                        correct=correct, created_at=at)
+            lab = Label(
+                assignment_id=a.id,
+                project_id=self.project_id,
+                item_id=item_id,
+                member_id=member_id,
+                user_id=user,
+                kind=kind,
+                action=action,
+                value=value,
+                value_key=None if value is None else canonical_key(value),
+                draft_id=draft_id if shown else None,
+                draft_shown=shown,
+                seconds=seconds,
+                counts=counts,
+                correct=correct,
+                created_at=at,
+            )
             s.add(lab)
             s.flush()
             return lab.id
 
 
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
-    with database(request.param, tmp_path) as d:
-        yield d
+@pytest.fixture
+def db(database: Database) -> Database:
+    """The shared `database` fixture (tests/conftest.py): SQLite, and PostgreSQL when configured."""
+    return database
 
 
 def objs(series: pd.Series) -> list[Any]:
@@ -188,11 +237,18 @@ def test_labels_frame_columns_values_and_joins(db: Database) -> None:
     g1 = sd.item(gold="bug")
     d1 = sd.draft(i1, "billing")
     d2 = sd.draft(g1, "other")
-    sd.label(i1, "UA", "billing", draft_id=d1, shown=True, action="accept", seconds=3.5,
-             at=T0 + timedelta(minutes=1, microseconds=123456))
+    sd.label(
+        i1,
+        "UA",
+        "billing",
+        draft_id=d1,
+        shown=True,
+        action="accept",
+        seconds=3.5,
+        at=T0 + timedelta(minutes=1, microseconds=123456),
+    )
     sd.label(i1, "UB", "bug", draft_id=d1, shown=False, seconds=None, at=T0 + timedelta(minutes=2))  # blind
-    sd.label(g1, "UA", "bug", kind="honeypot", draft_id=d2, shown=False, correct=1.0,
-             at=T0 + timedelta(minutes=3))
+    sd.label(g1, "UA", "bug", kind="honeypot", draft_id=d2, shown=False, correct=1.0, at=T0 + timedelta(minutes=3))
     sd.label(g1, "UB", None, action="skip", kind="quiz", counts=False, at=T0 + timedelta(minutes=4))
 
     with db.read() as s:
@@ -299,8 +355,11 @@ def test_throughput_frame_local_days() -> None:
     frame = empty_labels_frame()
     times = pd.to_datetime(["2026-01-05T22:30:00Z", "2026-01-05T23:30:00Z", "2026-01-06T01:00:00Z"], utc=True)
     frame = pd.DataFrame(
-        {"annotator": pd.Categorical(["UA", "UA", "UB"]), "action": pd.Categorical(["accept", "skip", "manual"]),
-         "created_at": pd.Series(times).astype("datetime64[ns, UTC]")}
+        {
+            "annotator": pd.Categorical(["UA", "UA", "UB"]),
+            "action": pd.Categorical(["accept", "skip", "manual"]),
+            "created_at": pd.Series(times).astype("datetime64[ns, UTC]"),
+        }
     )
     utc = throughput_frame(frame, "UTC")
     assert utc[["annotator", "labels", "answered"]].values.tolist() == [["UA", 2, 1], ["UB", 1, 1]]
