@@ -851,6 +851,7 @@ class FakeSlack(FakeHTTPServer):
                     spec = self._checked_view(
                         response.get("view") if response else None, ("modal",), replacing=old["id"]
                     )
+                    spec.setdefault("external_id", old.get("external_id", ""))
                     stack[index] = self._make_view(
                         spec,
                         view_id=old["id"],
@@ -1040,7 +1041,7 @@ class FakeSlack(FakeHTTPServer):
             for _, _, existing in self._all_views():
                 if existing.get("external_id") == external_id and existing["id"] != replacing:
                     raise SlackError("duplicate_external_id")
-        return spec
+        return dict(spec)
 
     def _all_views(self) -> list[tuple[str, list[dict[str, Any]] | None, dict[str, Any]]]:
         out: list[tuple[str, list[dict[str, Any]] | None, dict[str, Any]]] = []
@@ -1276,6 +1277,7 @@ class FakeSlack(FakeHTTPServer):
         if expected and expected != old["hash"]:
             raise SlackError("hash_conflict")
         spec = self._checked_view(params.get("view"), (old["type"],), replacing=old["id"])
+        spec.setdefault("external_id", old.get("external_id", ""))
         view = self._make_view(
             spec,
             view_id=old["id"],
@@ -1297,6 +1299,8 @@ class FakeSlack(FakeHTTPServer):
         if expected and old is not None and expected != old["hash"]:
             raise SlackError("hash_conflict")
         spec = self._checked_view(params.get("view"), ("home",), replacing=old["id"] if old else None)
+        if old is not None:
+            spec.setdefault("external_id", old.get("external_id", ""))
         view = self._make_view(spec, view_id=old["id"] if old else None)
         self._homes[user] = view
         return {"view": copy.deepcopy(view)}
