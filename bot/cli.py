@@ -224,6 +224,20 @@ def gold_import(slug: str, file: str, update_existing: bool) -> None:
     _run_import("gold", slug, file, update_existing)
 
 
+@gold.command("promote")
+@click.argument("slug")
+@click.option("--from-experts", is_flag=True, required=True, help="Promote expert-adjudicated items.")
+@_friendly
+def gold_promote(slug: str, from_experts: bool) -> None:
+    """Add expert-adjudicated items to the gold pool (the calibration set grows from hard cases)."""
+    from bot.projects import get_project
+    from bot.quiz import promote_from_experts
+
+    with _db().session() as s:
+        added = promote_from_experts(s, get_project(s, slug), SystemClock().now())
+    click.echo(f"Promoted {added} expert-adjudicated item(s) to gold in {slug}.")
+
+
 # ---------------------------------------------------------------------------------- members
 @cli.command("member")
 @click.argument("slug")

@@ -228,7 +228,8 @@ class Draft(Base):
 class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
-        UniqueConstraint("item_id", "member_id", "kind"),
+        # At most one assignment per item, annotator and kind (a quiz retake is a new round).
+        UniqueConstraint("item_id", "member_id", "kind", "round"),
         Index("ix_assignments_member_status", "member_id", "status"),
         Index("ix_assignments_status_expires", "status", "expires_at"),
         Index("ix_assignments_item_member", "item_id", "member_id"),
@@ -241,11 +242,13 @@ class Assignment(Base):
     team_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16))
+    round: Mapped[int] = mapped_column(Integer, default=0)  # quiz attempt ordinal; 0 otherwise
     status: Mapped[str] = mapped_column(String(16), default=AssignmentStatus.OPEN)
     draft_id: Mapped[int | None] = mapped_column(ForeignKey("drafts.id", ondelete="SET NULL"))
     draft_shown: Mapped[bool] = mapped_column(Boolean, default=False)
     blind: Mapped[bool] = mapped_column(Boolean, default=False)
     quiz_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("quiz_attempts.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # n-th example served to the member (blind cadence)
     leased_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     shown_at: Mapped[datetime | None]
@@ -286,6 +289,7 @@ class QuizAttempt(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default=QuizStatus.RUNNING)
+    round: Mapped[int] = mapped_column(Integer, default=1)
     size: Mapped[int] = mapped_column(Integer)
     item_ids: Mapped[list[int]] = mapped_column(JSON)
     answered: Mapped[int] = mapped_column(Integer, default=0)

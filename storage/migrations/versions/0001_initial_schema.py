@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:49:48.051879
+Create Date: 2026-11-28 23:54:08.603565
 """
 
 import sqlalchemy as sa
@@ -60,10 +60,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("collected_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["projects.id"],
-            name=op.f("fk_batch_jobs_project_id_projects"),
-            ondelete="CASCADE",
+            ["project_id"], ["projects.id"], name=op.f("fk_batch_jobs_project_id_projects"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_batch_jobs")),
         sa.UniqueConstraint("batch_id", name=op.f("uq_batch_jobs_batch_id")),
@@ -129,10 +126,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("posted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["projects.id"],
-            name=op.f("fk_report_runs_project_id_projects"),
-            ondelete="CASCADE",
+            ["project_id"], ["projects.id"], name=op.f("fk_report_runs_project_id_projects"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_report_runs")),
         sa.UniqueConstraint("project_id", "day", name=op.f("uq_report_runs_project_id_day")),
@@ -159,16 +153,12 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.String(length=100), nullable=True),
         sa.Column("simulated", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["item_id"], ["items.id"], name=op.f("fk_drafts_item_id_items"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["item_id"], ["items.id"], name=op.f("fk_drafts_item_id_items"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["project_id"], ["projects.id"], name=op.f("fk_drafts_project_id_projects"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_drafts")),
-        sa.UniqueConstraint(
-            "item_id", "model", "prompt_version", name=op.f("uq_drafts_item_id_model_prompt_version")
-        ),
+        sa.UniqueConstraint("item_id", "model", "prompt_version", name=op.f("uq_drafts_item_id_model_prompt_version")),
     )
     with op.batch_alter_table("drafts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_drafts_project_id"), ["project_id"], unique=False)
@@ -183,9 +173,7 @@ def upgrade() -> None:
         sa.Column("explanation", sa.Text(), nullable=True),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["item_id"], ["items.id"], name=op.f("fk_gold_item_id_items"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["item_id"], ["items.id"], name=op.f("fk_gold_item_id_items"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["project_id"], ["projects.id"], name=op.f("fk_gold_project_id_projects"), ondelete="CASCADE"
         ),
@@ -201,6 +189,7 @@ def upgrade() -> None:
         sa.Column("project_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("round", sa.Integer(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("item_ids", sa.JSON(), nullable=False),
         sa.Column("answered", sa.Integer(), nullable=False),
@@ -212,10 +201,7 @@ def upgrade() -> None:
             ["member_id"], ["members.id"], name=op.f("fk_quiz_attempts_member_id_members"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["projects.id"],
-            name=op.f("fk_quiz_attempts_project_id_projects"),
-            ondelete="CASCADE",
+            ["project_id"], ["projects.id"], name=op.f("fk_quiz_attempts_project_id_projects"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quiz_attempts")),
     )
@@ -231,11 +217,13 @@ def upgrade() -> None:
         sa.Column("team_id", sa.String(length=32), nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("round", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("draft_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("draft_shown", sa.Boolean(), nullable=False),
         sa.Column("blind", sa.Boolean(), nullable=False),
         sa.Column("quiz_attempt_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("leased_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("shown_at", sa.DateTime(timezone=True), nullable=True),
@@ -252,10 +240,7 @@ def upgrade() -> None:
             ["member_id"], ["members.id"], name=op.f("fk_assignments_member_id_members"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["projects.id"],
-            name=op.f("fk_assignments_project_id_projects"),
-            ondelete="CASCADE",
+            ["project_id"], ["projects.id"], name=op.f("fk_assignments_project_id_projects"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["quiz_attempt_id"],
@@ -265,7 +250,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_assignments")),
         sa.UniqueConstraint(
-            "item_id", "member_id", "kind", name=op.f("uq_assignments_item_id_member_id_kind")
+            "item_id", "member_id", "kind", "round", name=op.f("uq_assignments_item_id_member_id_kind_round")
         ),
     )
     with op.batch_alter_table("assignments", schema=None) as batch_op:
@@ -293,17 +278,12 @@ def upgrade() -> None:
         sa.Column("correct", sa.Float(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["assignment_id"],
-            ["assignments.id"],
-            name=op.f("fk_labels_assignment_id_assignments"),
-            ondelete="CASCADE",
+            ["assignment_id"], ["assignments.id"], name=op.f("fk_labels_assignment_id_assignments"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["draft_id"], ["drafts.id"], name=op.f("fk_labels_draft_id_drafts"), ondelete="SET NULL"
         ),
-        sa.ForeignKeyConstraint(
-            ["item_id"], ["items.id"], name=op.f("fk_labels_item_id_items"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["item_id"], ["items.id"], name=op.f("fk_labels_item_id_items"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["member_id"], ["members.id"], name=op.f("fk_labels_member_id_members"), ondelete="CASCADE"
         ),

@@ -1,0 +1,60 @@
+"""Events API: deduplicate Slack's retries, publish the Home tab, note uninstalls."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from sqlalchemy.exc import IntegrityError
+
+from bot.blocks.labeling import home_view
+from bot.labeling import member_stats
+from storage.models import ProcessedEvent
+
+log = logging.getLogger("labelbot.events")
+
+
+class EventHandlers:
+    def __init__(self, deps: Any) -> None:
+        self.deps = deps
+
+    def dedupe(self, body: dict[str, Any], next: Any) -> BoltResponse | None:
+        """Slack redelivers an event up to 3 times: handle each event_id once across replicas."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id:
+            try:
+                with self.deps.db.session() as s:
+                    s.add(ProcessedEvent(event_id=str(event_id)[:64], created_at=self.deps.clock.now()))
+            except IntegrityError:
+                return BoltResponse(status=200, body="")
+        return next()
+
+    def on_home_opened(self, event: dict[str, Any], body: dict[str, Any], client: Any) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        user = event["user"]
+        team = body.get("team_id") or ""
+        with self.deps.db.read() as s:
+            stats = member_stats(s, team, user, self.deps.clock.now())
+        client.views_publish(user_id=user, view=home_view(stats))
+
+    def on_uninstalled(self, body: dict[str, Any]) -> None:
+        log.warning("labelbot was uninstalled from workspace %s", body.get("team_id"))
+        store = self.deps.extras.get("installation_store")
+        if store is not None:
+            store.delete_all(enterprise_id=body.get("enterprise_id"), team_id=body.get("team_id"))
+
+    def on_tokens_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        log.warning("tokens revoked in workspace %s: %s", body.get("team_id"), event.get("tokens"))
+        store = self.deps.extras.get("installation_store")
+        if store is not None and (event.get("tokens") or {}).get("bot"):
+            store.delete_bot(enterprise_id=body.get("enterprise_id"), team_id=body.get("team_id"))
+
+
+def register(app: App, deps: Any) -> None:
+    h = EventHandlers(deps)
+    app.use(h.dedupe)
+    app.event("app_home_opened")(h.on_home_opened)
+    app.event("app_uninstalled")(h.on_uninstalled)
+    app.event("tokens_revoked")(h.on_tokens_revoked)
