@@ -21,11 +21,9 @@ TEAM = "T0TEST"
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> Path:
-    fh = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8")
-    with fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    return Path(fh.name)
+    path = Path(tempfile.mkdtemp()) / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
 
 
 def seed(

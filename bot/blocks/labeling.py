@@ -273,7 +273,8 @@ HELP = """*labelbot* — label examples in this DM, one at a time.
 • `/label stats` — your numbers
 • `/label help` — this help
 Leads: `/label-report [project] [days]`, `/label-export [project] [jsonl|csv|parquet|openai] [raw]`.
-On each example: *Accept* the draft, correct it (*Edit*, *Reject*, or pick another label), *Skip*, or flag it *Ambiguous*."""
+On each example: *Accept* the draft, correct it (*Edit*, *Reject*, or pick another label), *Skip*,
+or flag it *Ambiguous*."""
 
 
 def help_blocks() -> list[dict[str, Any]]:
@@ -346,7 +347,8 @@ def guidelines_modal(project_name: str, instructions: str, labels: list[tuple[st
     for i in range(0, min(len(body), 20 * SECTION_TEXT_MAX), SECTION_TEXT_MAX):
         blocks.append(section_plain(body[i : i + SECTION_TEXT_MAX]))
     for name, description in labels[:60]:
-        blocks.append(section_md(f"*{safe_mrkdwn(name, 100)}* — {safe_mrkdwn(description or '(no description)', 2800)}"))
+        about = safe_mrkdwn(description or "(no description)", 2800)
+        blocks.append(section_md(f"*{safe_mrkdwn(name, 100)}* — {about}"))
     return {"type": "modal", "callback_id": View.GUIDELINES, "title": plain("Guidelines", 24),
             "close": plain("Close", 24), "blocks": blocks[:VIEW_BLOCKS_MAX]}
 
