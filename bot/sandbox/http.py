@@ -244,9 +244,14 @@ class FakeHTTPServer:
         return int(self._httpd.server_address[1])
 
     @property
-    def base_url(self) -> str:
+    def root_url(self) -> str:
         """`http://127.0.0.1:PORT` (no trailing slash)."""
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """Where clients point; the root URL unless a stand-in serves under a prefix."""
+        return self.root_url
 
     def __enter__(self) -> Self:
         return self.start()
