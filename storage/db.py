@@ -79,11 +79,9 @@ class Database:
         """A read-only unit of work (no write lock on SQLite)."""
         self._local.read_only = True
         try:
+            # Closing (not rolling back) ends the transaction and leaves loaded objects readable.
             with self._factory() as session:
-                try:
-                    yield session
-                finally:
-                    session.rollback()
+                yield session
         finally:
             self._local.read_only = False
 
