@@ -162,7 +162,11 @@ def _is_view(target: dict[str, Any]) -> bool:
 
 
 class Driver:
-    """Sends what Slack would send for one user. `as_user()` gives a driver for another user."""
+    """Sends what Slack would send for one user. `as_user()` gives a driver for another user.
+
+    A driver remembers what its user changed in messages and modals (checkbox ticks, selections)
+    so later clicks carry them in `state`; use one driver per thread.
+    """
 
     def __init__(
         self,
@@ -178,7 +182,10 @@ class Driver:
         verification_token: str = "legacy-verification-token",
         clock: Callable[[], float] = time.time,
         timeout: float = 10.0,
+        user: SlackUser | None = None,
     ) -> None:
+        if user is not None:
+            team_id, user_id, user_name = team_id or user.team_id, user.id, user.name
         self.url = url
         self.signing_secret = signing_secret
         self.fake = fake_slack
@@ -354,7 +361,6 @@ class Driver:
             "team": self._team_obj(),
             "enterprise": None,
             "is_enterprise_install": False,
-            "state": {"values": values},
             "actions": [action],
         }
         if is_view:
@@ -363,6 +369,7 @@ class Driver:
             payload["container"] = {"type": "view", "view_id": target["id"]}
             payload["view"] = view
         else:
+            payload["state"] = {"values": values}
             channel_id = target.get("channel")
             if not channel_id:
                 raise AssertionError("click() needs a message as FakeSlack returns it (with 'channel' and 'ts')")

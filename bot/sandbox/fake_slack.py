@@ -813,7 +813,8 @@ class FakeSlack(FakeHTTPServer):
     def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
         """Wait until `predicate()` is truthy (re-checked after every request served); return it.
 
-        Raises AssertionError after `timeout` seconds.
+        The predicate runs with the fake's lock held: let it read this fake's state only (no HTTP
+        calls into it). Raises AssertionError after `timeout` seconds.
         """
         deadline = time.monotonic() + timeout
         with self._cond:

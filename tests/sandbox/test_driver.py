@@ -66,6 +66,31 @@ MODAL: dict[str, Any] = {
 }
 
 
+HOME: dict[str, Any] = {
+    "type": "home",
+    "blocks": [
+        {
+            "type": "section",
+            "block_id": "stats",
+            "text": {"type": "mrkdwn", "text": "Hi"},
+            "accessory": {
+                "type": "static_select",
+                "action_id": "t.project",
+                "options": [
+                    {"text": {"type": "plain_text", "text": "Intents"}, "value": "intents"},
+                    {"text": {"type": "plain_text", "text": "Spans"}, "value": "spans"},
+                ],
+            },
+        },
+        {
+            "type": "actions",
+            "block_id": "go",
+            "elements": [{"type": "button", "action_id": "t.home", "text": {"type": "plain_text", "text": "Start"}}],
+        },
+    ],
+}
+
+
 class Recorder:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -115,10 +140,12 @@ def build_app(fake: FakeSlack, seen: Recorder) -> App:
     @app.event("app_home_opened")
     def on_home(event: dict[str, Any], client: WebClient, body: dict[str, Any], request: Any) -> None:
         seen.add(body, dict(request.headers))
-        client.views_publish(
-            user_id=event["user"],
-            view={"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Hi"}}]},
-        )
+        client.views_publish(user_id=event["user"], view=HOME)
+
+    @app.action("t.home")
+    def on_home_button(ack: Any, body: dict[str, Any]) -> None:
+        ack()
+        seen.add(body)
 
     return app
 
@@ -315,3 +342,18 @@ def test_reply_json_is_none_for_plain_bodies() -> None:
     assert Reply(200, "").json is None
     assert Reply(200, "ok").json is None
     assert Reply(200, json.dumps({"a": 1})).json == {"a": 1}
+
+
+def test_click_in_a_home_tab_sends_the_view_with_its_state(alice: Driver, fake: FakeSlack, seen: Recorder):
+    alice.app_home_opened()
+    home = fake.wait_for(lambda: fake.home("U0ALICE"))
+    alice.click(home, "t.project", selected_option="spans")  # no listener: Bolt still acks
+    alice.click(home, "t.home")
+
+    body = fake.wait_for(lambda: next((b for b in seen.bodies if b.get("type") == "block_actions"), None))
+    assert body["container"] == {"type": "view", "view_id": home["id"]}
+    assert "message" not in body and "response_url" not in body and "state" not in body
+    assert body["view"]["id"] == home["id"] and body["view"]["hash"] == home["hash"]
+    assert body["view"]["state"]["values"]["stats"]["t.project"]["selected_option"]["value"] == "spans"
+    with pytest.raises(AssertionError, match="not offered"):
+        alice.click(home, "t.project", selected_option="nope")
