@@ -272,10 +272,10 @@ def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate:
 @_friendly
 def serve(http_mode: bool, host: str, port: int, workers: int, threads: int, no_scheduler: bool) -> None:
     """Run the bot (Socket Mode with SLACK_APP_TOKEN, or HTTP with --http)."""
-    from bot import server
-
     settings = Settings.from_env()
     settings.require_for_serve(http=http_mode)
+    from bot import server
+
     server.run(settings, http=http_mode, host=host, port=port, workers=workers, threads=threads,
                scheduler=not no_scheduler)
 
