@@ -1013,7 +1013,11 @@ class FakeSlack(FakeHTTPServer):
                 raise SlackError("invalid_blocks_format")
             errors = check_message_blocks(blocks)
             if errors:
-                raise SlackError("invalid_blocks", errors=errors, response_metadata={"messages": errors})
+                raise SlackError(
+                    "invalid_blocks",
+                    errors=[e.removeprefix("[ERROR] ") for e in errors],
+                    response_metadata={"messages": errors},
+                )
             out["blocks"] = _with_generated_ids(blocks)
         if params.get("attachments") is not None:
             out["attachments"] = copy.deepcopy(params["attachments"])

@@ -365,6 +365,7 @@ def test_invalid_blocks_are_refused_with_pointers(fake: FakeSlack, client: WebCl
     data = error_of(lambda: client.chat_postMessage(channel="U0ALICE", text="t", blocks=blocks))
     assert data["error"] == "invalid_blocks"
     assert message in data["response_metadata"]["messages"]
+    assert message.removeprefix("[ERROR] ") in data["errors"]
     assert fake.messages("U0ALICE") == []
 
 
