@@ -63,6 +63,7 @@ def build_app(deps: Deps) -> App:
         from bot.oauth import oauth_settings
 
         kwargs["oauth_settings"] = oauth_settings(deps)
+        kwargs["client"] = make_client(settings)  # SLACK_API_URL and retries apply to every workspace's client
     else:
         kwargs["client"] = deps.client or make_client(settings)
         kwargs["token"] = (deps.client.token if deps.client else None) or settings.slack_bot_token
