@@ -267,15 +267,23 @@ def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress |
 
 
 def _existing(session: Session, project_id: int, ids: list[str]) -> dict[str, tuple[int, str, dict | None, str, int]]:
+    """Rows already stored for these external ids: (id, text, meta, status, labels_done)."""
+    cols = (Item.external_id, Item.id, Item.text, Item.meta, Item.status, Item.labels_done)
     out: dict[str, tuple[int, str, dict | None, str, int]] = {}
+    if len(ids) > 20_000:
+        # One scan of the project beats thousands of IN lookups for a large file.
+        wanted = set(ids)
+        rows = session.execute(select(*cols).where(Item.project_id == project_id).execution_options(yield_per=20_000))
+        for ext, *rest in rows:
+            if ext in wanted:
+                out[ext] = tuple(rest)  # type: ignore[assignment]
+        return out
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        for rid, ext, text, meta, status, done in session.execute(
-            select(Item.id, Item.external_id, Item.text, Item.meta, Item.status, Item.labels_done).where(
-                Item.project_id == project_id, Item.external_id.in_(chunk)
-            )
+        for ext, *rest in session.execute(
+            select(*cols).where(Item.project_id == project_id, Item.external_id.in_(chunk))
         ):
-            out[ext] = (rid, text, meta, status, done)
+            out[ext] = tuple(rest)  # type: ignore[assignment]
     return out
 
 
@@ -329,8 +337,9 @@ def import_items(
         result.updated += 1
     if errors:
         raise ImportError_(str(path), errors[:MAX_ERRORS], len(errors))
+    table = Item.__table__  # Core executemany: no ORM bookkeeping for a bulk load
     for start in range(0, len(new_rows), CHUNK):
-        session.execute(insert(Item), new_rows[start : start + CHUNK])
+        session.execute(insert(table), new_rows[start : start + CHUNK])
     result.inserted = len(new_rows)
     return result
 
