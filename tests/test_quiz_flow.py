@@ -157,3 +157,32 @@ def test_gold_promotion_from_experts(bot):
     with bot.db.read() as s:
         promoted = s.scalars(select(Gold).where(Gold.source == "promoted")).all()
     assert [g.value for g in promoted] == ["bug"]
+
+
+def test_invite_only_projects_need_a_lead_invitation(bot):
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    seed(bot.db, make_spec(members={"open_enrollment": False}), bot.clock.now(), items=ITEMS, gold=GOLD)
+    drv = bot.user("U0NEW")
+    drv.command("/label", "quiz")
+    bot.fake.wait_for(lambda: any("invite-only" in t and "<@U0LEAD>" in t for t in said(bot.fake)))
+    result = CliRunner().invoke(cli, ["member", "intents", "U0NEW", "--tier", "crowd"],
+                                env={"DATABASE_URL": bot.db.url})
+    assert result.exit_code == 0, result.output
+    drv.command("/label", "quiz")
+    msg = bot.fake.wait_for(lambda: bot.fake.last_message(drv.dm))
+    assert "quiz question 1 of 4" in str(msg["blocks"])
+
+
+def test_stats_show_the_members_numbers(bot):
+    seed(bot.db, make_spec(redundancy=1), bot.clock.now(), items=ITEMS[:2], gold=GOLD)
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    drv = bot.user("U0ANN")
+    drv.command("/label")
+    msg = bot.fake.wait_for(lambda: bot.fake.last_message(drv.dm))
+    drv.click(msg, "label.choose:0")
+    bot.fake.wait_for(lambda: len(bot.fake.messages(drv.dm)) == 2)
+    drv.command("/label", "stats")
+    bot.fake.wait_for(lambda: any("1 today · 1 total" in t for t in said(bot.fake)))
