@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,12 +92,28 @@ def progress_for(session: Session, project: Project, member: Member, now: dateti
             Label.action.notin_([Action.SKIP]),
         )
     )
+    return Progress(int(done_today or 0), _queue_left(session, project.id))
+
+
+_LEFT_TTL = 30.0
+_left_cache: dict[tuple[str, int], tuple[float, int]] = {}
+
+
+def _queue_left(session: Session, project_id: int) -> int:
+    """Labels still to collect in a project. Summing is O(open items), so it is cached for 30 s:
+    the progress line is a guide, and a click must not cost more as the project grows."""
+    key = (str(session.get_bind().url), project_id)
+    cached = _left_cache.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
     left = session.scalar(
         select(func.coalesce(func.sum(Item.slots), 0)).where(
-            Item.project_id == project.id, Item.status == ItemStatus.OPEN
+            Item.project_id == project_id, Item.status == ItemStatus.OPEN
         )
     )
-    return Progress(int(done_today or 0), int(left or 0))
+    _left_cache[key] = (now + _LEFT_TTL, int(left or 0))
+    return int(left or 0)
 
 
 def _lock_member(session: Session, member: Member) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,8 +21,19 @@ class Conflict(ValueError):
     """The request contradicts what is stored; the message is shown to a person."""
 
 
+_spec_cache: dict[str, ProjectSpec] = {}
+
+
 def spec_of(project: Project) -> ProjectSpec:
-    return parse_spec(project.spec, f"project {project.slug}")
+    """The project's validated spec (memoised by content: validation is not free on every click)."""
+    key = json.dumps(project.spec, sort_keys=True)
+    spec = _spec_cache.get(key)
+    if spec is None:
+        spec = parse_spec(project.spec, f"project {project.slug}")
+        if len(_spec_cache) > 1000:
+            _spec_cache.clear()
+        _spec_cache[key] = spec
+    return spec
 
 
 def get_project(session: Session, slug: str) -> Project:

@@ -263,6 +263,7 @@ class Label(Base):
         Index("ix_labels_project_created", "project_id", "created_at"),
         Index("ix_labels_item", "item_id"),
         Index("ix_labels_member_kind", "member_id", "kind", "id"),
+        Index("ix_labels_member_created", "member_id", "created_at"),
     )
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)

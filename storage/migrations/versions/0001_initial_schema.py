@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:54:08.603565
+Create Date: 2026-11-29 00:07:31.896206
 """
 
 import sqlalchemy as sa
@@ -295,6 +295,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("labels", schema=None) as batch_op:
         batch_op.create_index("ix_labels_item", ["item_id"], unique=False)
+        batch_op.create_index("ix_labels_member_created", ["member_id", "created_at"], unique=False)
         batch_op.create_index("ix_labels_member_kind", ["member_id", "kind", "id"], unique=False)
         batch_op.create_index("ix_labels_project_created", ["project_id", "created_at"], unique=False)
 
@@ -303,6 +304,7 @@ def downgrade() -> None:
     with op.batch_alter_table("labels", schema=None) as batch_op:
         batch_op.drop_index("ix_labels_project_created")
         batch_op.drop_index("ix_labels_member_kind")
+        batch_op.drop_index("ix_labels_member_created")
         batch_op.drop_index("ix_labels_item")
 
     op.drop_table("labels")
