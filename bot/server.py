@@ -1,0 +1,284 @@
+"""Serving: Socket Mode, or HTTP under gunicorn (gthread workers), with /healthz and the scheduler.
+
+    labelbot serve --http --port 3000 --workers 2 --threads 8     # HTTP: /slack/events, /healthz
+    labelbot serve                                                 # Socket Mode (SLACK_APP_TOKEN)
+    gunicorn -k gthread -w 2 --threads 8 -b 0.0.0.0:3000 'bot.wsgi:application'
+
+`run()` migrates the database first (one process at a time: a PostgreSQL advisory lock), then serves.
+Under gunicorn each worker builds its own `Runtime` after the fork (`post_fork`): database pool, Bolt
+app, pacer, and the APScheduler unless `scheduler=False`. Several workers and several replicas may run
+the scheduler at once: every job is guarded by the database (report runs unique per project and day,
+`bot.scheduler.once_per_period`, `FOR UPDATE SKIP LOCKED` lease expiry).
+
+Graceful shutdown: on SIGTERM a gthread worker stops accepting, finishes its in-flight requests within
+`graceful_timeout`, then `worker_exit` stops the scheduler and drains Bolt's listener pool (listeners
+run after the ack, so an acknowledged click may still be writing when the HTTP answer has gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+
+from bot.config import Settings
+from storage.db import Database
+
+log = logging.getLogger("labelbot.server")
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+SLACK_PATHS = frozenset({EVENTS_PATH, "/slack/install", "/slack/oauth_redirect"})
+GRACEFUL_TIMEOUT = 30
+DRAIN_TIMEOUT = 20.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Start-up helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"labelbot:{name}".encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@contextlib.contextmanager
+def startup_lock(db: Database, name: str) -> Iterator[None]:
+    """Run a start-up step (migrations, creating tables) in one process at a time.
+
+    PostgreSQL: a session advisory lock; SQLite: nothing (its writers are serialized already)."""
+    if not db.is_postgres:
+        yield
+        return
+    key = _lock_key(name)
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+
+
+def upgrade(db: Database) -> None:
+    """Migrate to the latest schema; replicas starting together wait for each other."""
+    with startup_lock(db, "migrate"):
+        db.upgrade()
+
+
+def health(db: Database) -> tuple[int, dict[str, Any]]:
+    """200 {"ok": true, "db": "ok"} when `SELECT 1` works; 503 with the error otherwise."""
+    try:
+        ok = db.ping()
+    except Exception as e:  # any database failure means "not ready", reported to the probe
+        return 503, {"ok": False, "db": f"error: {type(e).__name__}: {str(e)[:200]}"}
+    return (200, {"ok": True, "db": "ok"}) if ok else (503, {"ok": False, "db": "error: SELECT 1 failed"})
+
+
+class WSGIApp:
+    """/slack/events (+ /slack/install, /slack/oauth_redirect with OAuth) through Bolt's WSGI adapter,
+    and /healthz for load balancers and orchestrators."""
+
+    def __init__(self, bolt_app: Any, db: Database) -> None:
+        from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+        self.slack = SlackRequestHandler(bolt_app, path=EVENTS_PATH)
+        self.db = db
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path == HEALTH_PATH:
+            status, body = health(self.db)
+            payload = json.dumps(body).encode()
+            reason = "OK" if status == 200 else "Service Unavailable"
+            start_response(f"{status} {reason}", [("Content-Type", "application/json"),
+                                                  ("Content-Length", str(len(payload))),
+                                                  ("Cache-Control", "no-store")])
+            return [payload]
+        if path in SLACK_PATHS:
+            return self.slack(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "9")])
+        return [b"Not Found"]
+
+
+# ------------------------------------------------------------------------------------------------
+# One process's objects
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """What one serving process owns: deps (database pool, clients), the Bolt app, the scheduler."""
+
+    deps: Any
+    app: Any
+    wsgi: WSGIApp
+    scheduler: Any = None
+    pid: int = field(default_factory=os.getpid)
+
+    @classmethod
+    def build(cls, settings: Settings, *, scheduler: bool = True, deps: Any = None) -> Runtime:
+        from bot.app import build_app, build_deps
+        from bot.pacing import install as install_pacing
+
+        deps = deps or build_deps(settings)
+        app = build_app(deps)
+        install_pacing(app, deps)
+        runtime = cls(deps=deps, app=app, wsgi=WSGIApp(app, deps.db))
+        if scheduler:
+            from bot.scheduler import build_scheduler
+
+            runtime.scheduler = build_scheduler(deps)
+        return runtime
+
+    def start(self) -> None:
+        if self.scheduler is not None and not self.scheduler.running:
+            self.scheduler.start()
+            log.info("scheduler started in process %s", os.getpid())
+
+    def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+        """Stop the scheduler, let listeners that already acked finish, close the pool."""
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        executor = getattr(getattr(self.app, "listener_runner", None), "listener_executor", None)
+        if executor is not None:
+            done = threading.Event()
+
+            def drain() -> None:
+                executor.shutdown(wait=True)
+                done.set()
+
+            threading.Thread(target=drain, name="drain-listeners", daemon=True).start()
+            if not done.wait(drain_timeout):
+                log.warning("listeners still running after %.0fs; exiting anyway", drain_timeout)
+        self.deps.db.dispose()
+
+
+# ------------------------------------------------------------------------------------------------
+# HTTP under gunicorn
+# ------------------------------------------------------------------------------------------------
+
+
+def _gunicorn_application() -> type:
+    from gunicorn.app.base import BaseApplication
+
+    class LabelbotGunicorn(BaseApplication):  # type: ignore[misc]
+        """gunicorn embedded: the options come from `run()`, the app is built in each worker."""
+
+        def __init__(self, settings: Settings, options: dict[str, Any], scheduler: bool) -> None:
+            self.settings = settings
+            self.options = options
+            self.with_scheduler = scheduler
+            self.runtime: Runtime | None = None
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+            self.cfg.set("post_fork", self.post_fork)
+            self.cfg.set("worker_exit", self.worker_exit)
+
+        def post_fork(self, server: Any, worker: Any) -> None:
+            self.runtime = Runtime.build(self.settings, scheduler=self.with_scheduler)
+            self.runtime.start()
+            log.info("worker %s ready", os.getpid())
+
+        def worker_exit(self, server: Any, worker: Any) -> None:
+            if self.runtime is not None:
+                self.runtime.stop()
+
+        def load(self) -> Callable[..., Any]:
+            def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+                runtime = self.runtime
+                if runtime is None:  # not forked by gunicorn's arbiter (should not happen)
+                    runtime = self.runtime = Runtime.build(self.settings, scheduler=self.with_scheduler)
+                    runtime.start()
+                return runtime.wsgi(environ, start_response)
+
+            return application
+
+    return LabelbotGunicorn
+
+
+def gunicorn_options(*, host: str, port: int, workers: int, threads: int,
+                     graceful_timeout: int = GRACEFUL_TIMEOUT) -> dict[str, Any]:
+    return {
+        "bind": f"{host}:{port}",
+        "workers": max(1, workers),
+        "threads": max(1, threads),
+        "worker_class": "gthread",
+        "graceful_timeout": graceful_timeout,
+        "timeout": 60,
+        "keepalive": 5,
+        "preload_app": False,  # one database pool and scheduler per worker, made after the fork
+        "proc_name": "labelbot",
+        "control_socket_disable": True,  # several replicas on one host would share one socket path
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": os.environ.get("LABELBOT_LOG_LEVEL", "info").lower(),
+    }
+
+
+def serve_http(settings: Settings, *, host: str, port: int, workers: int, threads: int, scheduler: bool,
+               graceful_timeout: int = GRACEFUL_TIMEOUT) -> None:
+    options = gunicorn_options(host=host, port=port, workers=workers, threads=threads,
+                               graceful_timeout=graceful_timeout)
+    _gunicorn_application()(settings, options, scheduler).run()
+
+
+# ------------------------------------------------------------------------------------------------
+# Socket Mode
+# ------------------------------------------------------------------------------------------------
+
+
+def serve_socket_mode(settings: Settings, *, scheduler: bool) -> None:
+    """One process; SIGTERM/SIGINT disconnect, stop the scheduler and drain the listeners."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    runtime = Runtime.build(settings, scheduler=scheduler)
+    handler = SocketModeHandler(runtime.app, settings.slack_app_token)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime.start()
+    handler.connect()
+    log.info("connected to Slack in Socket Mode")
+    try:
+        stop.wait()
+    finally:
+        log.info("shutting down")
+        handler.close()
+        runtime.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point (labelbot serve)
+# ------------------------------------------------------------------------------------------------
+
+
+def run(settings: Settings, *, http: bool, host: str = "0.0.0.0", port: int = 3000, workers: int = 1,
+        threads: int = 8, scheduler: bool = True, graceful_timeout: int = GRACEFUL_TIMEOUT) -> None:
+    logging.basicConfig(
+        level=os.environ.get("LABELBOT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+    db = Database(settings.database_url)
+    try:
+        upgrade(db)
+    finally:
+        db.dispose()  # no pooled connection may cross the fork into the workers
+    if http:
+        serve_http(settings, host=host, port=port, workers=workers, threads=threads, scheduler=scheduler,
+                   graceful_timeout=graceful_timeout)
+    else:
+        serve_socket_mode(settings, scheduler=scheduler)
