@@ -63,11 +63,12 @@ def _fraction(*parts: object) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def current_draft(session: Session, item_id: int, model: str) -> Draft | None:
-    """The newest draft of an item for the project's model (any status)."""
+def usable_draft(session: Session, item_id: int) -> Draft | None:
+    """The newest successful draft of an item, whatever model or prompt version made it: a fresher
+    one replaces it as soon as the prefetch worker has drafted the item again (item_id index)."""
     return session.scalar(
         select(Draft)
-        .where(Draft.item_id == item_id, Draft.model == model)
+        .where(Draft.item_id == item_id, Draft.status == DraftStatus.OK)
         .order_by(Draft.id.desc())
         .limit(1)
     )
@@ -274,7 +275,7 @@ def next_task(session: Session, project: Project, member: Member, now: datetime,
     if kind in (AssignmentKind.PRODUCTION, AssignmentKind.HONEYPOT):
         member.served += 1
         blind = spec.blind_every > 0 and member.served % spec.blind_every == 0
-    draft = current_draft(session, item.id, spec.llm.model) if spec.llm.enabled else None
+    draft = usable_draft(session, item.id) if spec.llm.enabled else None
     shown = _usable(draft) and not blind and kind != AssignmentKind.EXPERT
     assignment = Assignment(
         project_id=project.id, item_id=item.id, member_id=member.id, team_id=member.team_id,
@@ -405,7 +406,7 @@ def record_answer(
     project = session.get(Project, assignment.project_id)
     assert project is not None
     spec = spec_of(project)
-    item = session.get(Item, assignment.item_id)
+    item = session.get(Item, assignment.item_id, with_for_update=True)  # counters below: no lost updates
     assert item is not None
     base = dict(
         assignment_id=assignment.id, project_slug=project.slug, task=spec.task, text=item.text,
@@ -427,7 +428,7 @@ def record_answer(
     draft = session.get(Draft, assignment.draft_id) if assignment.draft_id else None
     if draft is None and spec.llm.enabled:
         # A blind item's draft may have been made after it was served: link it for drift analysis.
-        draft = current_draft(session, item.id, spec.llm.model)
+        draft = usable_draft(session, item.id)
         if _usable(draft):
             assignment.draft_id = draft.id
     shown_draft = draft if assignment.draft_shown else None
