@@ -26,6 +26,7 @@ import logging
 import math
 import random
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -89,6 +90,8 @@ BATCH_MAX_REQUESTS = 50_000
 BATCH_DISCOUNT = 0.5  # OpenAI bills Batch API tokens at half price
 TERMINAL_BATCH_STATUSES = {"completed", "failed", "expired", "cancelled"}
 _TEXT_LIMIT = 4000  # characters of raw output / error text kept per draft
+_CHUNK = 500  # rows or ids per statement
+BATCH_MAX_BYTES = 190 * 1024 * 1024  # the Batch API takes input files up to 200 MB
 
 _CREATE_HAS_CACHE_KEY = "prompt_cache_key" in inspect.signature(
     openai.resources.chat.completions.Completions.create
@@ -746,11 +749,17 @@ def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> set[int]:
         raise RuntimeError(f"unsupported database {dialect}")
     stmt = (
         insert(Draft)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["item_id", "model", "prompt_version"])
         .returning(Draft.item_id)
     )
-    return set(session.scalars(stmt))
+    # executemany: SQLAlchemy batches it into multi-row INSERT ... RETURNING ("insertmanyvalues"),
+    # within the database's bound-parameter limit, with one cached compilation.
+    return set(session.execute(stmt, rows).scalars())
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
 
 
 def _claim_row(ctx: Context, item_id: int, now: datetime, simulated: bool, batch_id: str | None = None) -> dict:
@@ -774,14 +783,14 @@ def _claim(db: Database, ctx: Context, source: Any, n: int, now: datetime, simul
         ids = [c.item_id for c in cands]
         got = _insert_ignore(s, [_claim_row(ctx, i, now, simulated) for i in ids])
         rest = [i for i in ids if i not in got]
-        if rest:  # take over expired claims (and error rows when retrying errors)
-            stale = and_(Draft.status == DraftStatus.PENDING.value, Draft.batch_id.is_(None), Draft.created_at < cutoff)
-            if retry_errors:
-                stale = or_(stale, Draft.status == DraftStatus.ERROR.value)
+        stale = and_(Draft.status == DraftStatus.PENDING.value, Draft.batch_id.is_(None), Draft.created_at < cutoff)
+        if retry_errors:
+            stale = or_(stale, Draft.status == DraftStatus.ERROR.value)
+        for chunk in _chunks(rest):  # take over expired claims (and error rows when retrying errors)
             got |= set(
                 s.scalars(
                     update(Draft)
-                    .where(Draft.item_id.in_(rest), Draft.model == ctx.model, Draft.prompt_version == ctx.version,
+                    .where(Draft.item_id.in_(chunk), Draft.model == ctx.model, Draft.prompt_version == ctx.version,
                            stale)
                     .values(status=DraftStatus.PENDING.value, created_at=now, batch_id=None)
                     .returning(Draft.item_id)
@@ -814,7 +823,8 @@ def _store(db: Database, ctx: Context, finished: list[tuple[WorkItem, Outcome]],
 def _release(db: Database, ctx: Context, item_ids: list[int]) -> None:
     if item_ids:
         with db.session() as s:
-            s.execute(delete(Draft).where(_mine(ctx, item_ids)).execution_options(synchronize_session=False))
+            for chunk in _chunks(item_ids):
+                s.execute(delete(Draft).where(_mine(ctx, chunk)).execution_options(synchronize_session=False))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1054,34 +1064,41 @@ def submit_batch(db: Database, project_slug: str, *, drafter: _BaseDrafter | Non
     result = BatchSubmitResult(project=ctx.slug, batch_id=None, requests=len(items), prompt_version=ctx.version)
     if not items:
         return result
-    ids = [i.item_id for i in items]
     submitted = False
-    try:
-        lines = [
-            json.dumps({"custom_id": custom_id(i.item_id, ctx.version), "method": "POST",
-                        "url": "/v1/chat/completions", "body": real.request_json(ctx.prompt, ctx.spec, i.text)},
-                       ensure_ascii=False)
-            for i in items
-        ]
-        client = real.client(max(120.0, ctx.spec.llm.timeout_seconds))
-        upload = client.files.create(
-            file=(f"labelbot-{ctx.slug}-{ctx.version}.jsonl", ("\n".join(lines) + "\n").encode("utf-8")),
-            purpose="batch",
-        )
-        batch = client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
-            metadata={"labelbot_project": ctx.slug, "prompt_version": ctx.version},
-        )
-        with db.session() as s:
-            s.execute(update(Draft).where(_mine(ctx, ids)).values(batch_id=batch.id)
-                      .execution_options(synchronize_session=False))
-            s.add(BatchJob(project_id=ctx.project_id, batch_id=batch.id, input_file_id=upload.id, model=ctx.model,
-                           prompt_version=ctx.version, status=batch.status, requests=len(items), created_at=now))
-        submitted = True
-    finally:
-        if not submitted:
-            _release(db, ctx, ids)
-    result.batch_id, result.status = batch.id, batch.status
+    kept: list[int] = []
+    with tempfile.TemporaryFile() as fh:
+        try:
+            size = 0
+            for i in items:
+                line = json.dumps({"custom_id": custom_id(i.item_id, ctx.version), "method": "POST",
+                                   "url": "/v1/chat/completions",
+                                   "body": real.request_json(ctx.prompt, ctx.spec, i.text)},
+                                  ensure_ascii=False).encode("utf-8") + b"\n"
+                if size + len(line) > BATCH_MAX_BYTES:
+                    break
+                fh.write(line)
+                size += len(line)
+                kept.append(i.item_id)
+            _release(db, ctx, [i.item_id for i in items[len(kept) :]])  # over the file size limit
+            fh.seek(0)
+            client = real.client(max(120.0, ctx.spec.llm.timeout_seconds))
+            upload = client.files.create(file=(f"labelbot-{ctx.slug}-{ctx.version}.jsonl", fh), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
+                metadata={"labelbot_project": ctx.slug, "prompt_version": ctx.version},
+            )
+            with db.session() as s:
+                for chunk in _chunks(kept):
+                    s.execute(update(Draft).where(_mine(ctx, chunk)).values(batch_id=batch.id)
+                              .execution_options(synchronize_session=False))
+                s.add(BatchJob(project_id=ctx.project_id, batch_id=batch.id, input_file_id=upload.id,
+                               model=ctx.model, prompt_version=ctx.version, status=batch.status,
+                               requests=len(kept), created_at=now))
+            submitted = True
+        finally:
+            if not submitted:
+                _release(db, ctx, kept)
+    result.batch_id, result.status, result.requests = batch.id, batch.status, len(kept)
     return result
 
 
@@ -1140,38 +1157,40 @@ def collect_batches(db: Database, project_slug: str, *, drafter: _BaseDrafter | 
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
                 lines += _jsonl(client.files.content(file_id).text)
-        ctx = Context(project.id, project.slug, spec, _job_prompt(job))
         with db.session() as s:
-            texts = dict(s.execute(
-                select(Item.id, Item.text).join(Draft, Draft.item_id == Item.id).where(
-                    Draft.batch_id == job.batch_id, Draft.status == DraftStatus.PENDING.value)
-            ).all())
+            # The submitted rows still waiting for this batch (locked on PostgreSQL): collecting twice,
+            # or two collectors at once, store each result once.
+            waiting_rows = {
+                item_id: (draft_id, text)
+                for item_id, draft_id, text in s.execute(
+                    select(Draft.item_id, Draft.id, Item.text).join(Item, Item.id == Draft.item_id)
+                    .where(Draft.batch_id == job.batch_id, Draft.status == DraftStatus.PENDING.value,
+                           Draft.model == job.model, Draft.prompt_version == job.prompt_version)
+                    .with_for_update(of=Draft)
+                )
+            }
+            updates = []
             for line in lines:
                 m = _CUSTOM_ID.match(str(line.get("custom_id", "")))
-                if not m or m.group(2) != job.prompt_version or int(m.group(1)) not in texts:
+                if not m or m.group(2) != job.prompt_version or int(m.group(1)) not in waiting_rows:
                     continue  # not ours, or already stored
-                item_id = int(m.group(1))
-                o = _batch_line_outcome(spec, line, texts.pop(item_id))
-                s.execute(update(Draft).where(_mine(ctx, [item_id], job.batch_id))
-                          .values(**o.columns(), created_at=now).execution_options(synchronize_session=False))
+                draft_id, text = waiting_rows.pop(int(m.group(1)))
+                o = _batch_line_outcome(spec, line, text)
+                updates.append({"id": draft_id, **o.columns(), "created_at": now})
                 if o.status == DraftStatus.OK:
                     result.ok += 1
                 else:
                     result.errors[o.error_kind or "other"] = result.errors.get(o.error_kind or "other", 0) + 1
-            if texts:  # requests without any result (expired, cancelled): let prefetch draft them
-                s.execute(delete(Draft).where(_mine(ctx, list(texts), job.batch_id))
-                          .execution_options(synchronize_session=False))
-                result.released += len(texts)
+            if updates:
+                s.execute(update(Draft), updates)  # ORM bulk UPDATE by primary key (executemany)
+            unanswered = [draft_id for draft_id, _text in waiting_rows.values()]
+            for chunk in _chunks(unanswered):  # requests without a result (expired, cancelled): back to prefetch
+                s.execute(delete(Draft).where(Draft.id.in_(chunk)).execution_options(synchronize_session=False))
+            result.released += len(unanswered)
             s.execute(update(BatchJob).where(BatchJob.id == job.id, BatchJob.collected_at.is_(None))
                       .values(status=batch.status, collected_at=now))
         result.collected.append(job.batch_id)
     return result
-
-
-def _job_prompt(job: BatchJob) -> Prompt:
-    """Just enough of a Prompt to address the job's draft rows (model and version)."""
-    return Prompt(system="", schema={}, schema_name="", model=job.model, version=job.prompt_version,
-                  example_gold_ids=())
 
 
 # --------------------------------------------------------------------------------------------
@@ -1291,7 +1310,7 @@ def drafter_health(session: Session, project_id: int, since: datetime, *, drafte
         "paused": paused,
         "paused_until": breaker.open_until if paused and breaker else None,
         "consecutive_failures": breaker.consecutive if breaker else 0,
-        "last_error": (breaker.last_error if breaker and breaker.last_error else None) or (last[1] if last else None),
+        "last_error": (breaker.last_error if paused and breaker else None) or (last[1] if last else None),
         "last_error_kind": last[0] if last else None,
         "last_error_at": last[2] if last else None,
         "enabled": drafter is not None,

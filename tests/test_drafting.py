@@ -416,6 +416,15 @@ def test_batch_lines_are_the_sync_requests(env: Env) -> None:
     assert lines[0]["body"]["response_format"]["type"] == "json_schema"
 
 
+def test_a_large_batch_is_written_in_chunks(env: Env) -> None:
+    env.seed([f"ticket {n} crash" for n in range(2500)])  # > SQLite's bound-parameter limit in one statement
+    submitted = drafting.submit_batch(env.db, SLUG, drafter=env.drafter, now=env.clock.now())
+    assert submitted.requests == 2500
+    env.fake.complete_batches()
+    got = drafting.collect_batches(env.db, SLUG, drafter=env.drafter, now=env.clock.now())
+    assert got.ok == 2500 and {d.status for d in env.drafts()} == {"ok"}
+
+
 # ------------------------------------------------------------------------------------------ stats, simulated
 
 
