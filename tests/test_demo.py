@@ -1,0 +1,178 @@
+"""`labelbot demo`: the shipped example project, the simulated people, and a small end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from bot.config import load_spec
+from bot.demo import DB_NAME, DEMO_DATA, demo
+from bot.importer import import_gold, import_items
+from bot.projects import create_project
+from bot.sandbox.annotators import AnswerKey, Persona, Shown, classify, make_personas, read_example
+from storage.db import Database
+from storage.models import Draft, Item, Label
+
+FINAL_KEYS = {"id", "input", "label", "confidence", "method", "n_labels", "agreement", "source", "meta"}
+RAW_KEYS = {"id", "input", "annotator", "kind", "action", "value", "draft_shown", "blind", "seconds", "counts"}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------ the data
+
+
+def test_demo_data_is_complete_and_imports(sqlite_db: Database) -> None:
+    spec = load_spec(DEMO_DATA / "project.yml")
+    items, gold, answers = (_rows(DEMO_DATA / f"{n}.jsonl") for n in ("items", "gold", "answers"))
+    assert len(items) == 300 and len(gold) == 40
+    assert len({r["id"] for r in items}) == 300
+    assert [a["id"] for a in answers] == [r["id"] for r in items]
+    labels = set(spec.label_names)
+    assert {a["label"] for a in answers} == labels and all(a.get("alt", a["label"]) in labels for a in answers)
+    per_label = Counter(g["label"] for g in gold)
+    assert set(per_label) == labels and max(per_label.values()) - min(per_label.values()) <= 1
+    assert all(g["explanation"].strip() for g in gold)
+    texts = " ".join(r["text"] for r in items)
+    for hostile in ("<!channel>", "<https://evil.example|bank>", "Ignore all previous instructions"):
+        assert hostile in texts
+    assert {"ar", "he"} <= {r["lang"] for r in items}  # right-to-left scripts
+    assert max(len(r["text"]) for r in items) > 3000  # shown cut, with "Show full text"
+    assert not {g["text"] for g in gold} & {r["text"] for r in items}
+
+    with sqlite_db.session() as s:
+        project = create_project(s, spec, "T0TEST", _now())
+        assert import_items(s, project, DEMO_DATA / "items.jsonl", _now()).inserted == 300
+        result = import_gold(s, project, DEMO_DATA / "gold.jsonl", _now())
+        assert result.inserted == 40 and not result.warnings
+
+
+def test_every_demo_text_is_in_the_answer_key() -> None:
+    key = AnswerKey.from_files(DEMO_DATA / "items.jsonl", DEMO_DATA / "answers.jsonl", DEMO_DATA / "gold.jsonl")
+    for row in _rows(DEMO_DATA / "items.jsonl") + _rows(DEMO_DATA / "gold.jsonl"):
+        assert key.lookup(row["text"]) is not None, row["id"]
+    long_text = max((r["text"] for r in _rows(DEMO_DATA / "items.jsonl")), key=len)
+    assert key.lookup(long_text[:2899] + "…") is not None  # what the message shows of a long text
+
+
+# ------------------------------------------------------------------------------------------ the people
+
+
+def _example(draft: str | None, blind: bool = False) -> dict:
+    options = [{"text": {"type": "plain_text", "text": n}, "value": f"7:{i}"}
+               for i, n in enumerate(["billing", "bug", "how_to"])]
+    select_el: dict = {"type": "static_select", "action_id": "label.select", "options": options}
+    blocks: list[dict] = [
+        {"type": "context", "block_id": "lb.0", "elements": [{"type": "mrkdwn", "text": "*Intents*"}]},
+        {"type": "section", "block_id": "lb.text", "text": {"type": "plain_text", "text": "I was charged twice"}},
+    ]
+    if blind:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "no draft (blind control)."}]})
+    if draft:
+        blocks.append({"type": "section", "block_id": "lb.draft", "text": {"type": "mrkdwn", "text": draft}})
+        select_el["initial_option"] = next(o for o in options if o["text"]["text"] == draft)
+    blocks.append({"type": "actions", "block_id": "lb.choices", "elements": [select_el]})
+    controls = [{"type": "button", "action_id": a, "text": {"type": "plain_text", "text": a}, "value": "7"}
+                for a in (["label.accept"] if draft else []) + ["label.skip", "label.ambiguous"]]
+    blocks.append({"type": "actions", "block_id": "lb.controls", "elements": controls})
+    return {"ts": "1700000000.000100", "text": "New example", "blocks": blocks}
+
+
+def test_read_example_sees_the_draft_and_the_choices() -> None:
+    shown = read_example(_example("bug"))
+    assert classify(_example("bug")) == "example"
+    assert (shown.kind, shown.text, shown.draft, shown.has_accept) == ("label", "I was charged twice", "bug", True)
+    assert shown.choose["how_to"] == ("label.select", "7:2")
+    blind = read_example(_example(None, blind=True))
+    assert blind.draft is None and blind.blind and not blind.has_accept
+
+
+def test_anchored_people_accept_wrong_drafts_careful_ones_correct_them() -> None:
+    import random
+
+    from bot.sandbox.annotators import Mind
+
+    key = AnswerKey.from_files(DEMO_DATA / "items.jsonl", DEMO_DATA / "answers.jsonl", DEMO_DATA / "gold.jsonl")
+    shown = Shown(ts="1.1", kind="label", text="I was charged $49 twice on the same day for one Pro subscription. "
+                  "Please refund one of them.", labels=["billing", "bug", "how_to"],
+                  choose={}, draft="bug", has_accept=True)
+
+    def decisions(accept_bias: float) -> Counter:
+        person = Persona("U1", "p", accuracy=1.0, accept_bias=accept_bias, skip_rate=0.0, doubt=0.0)
+        mind = Mind(person, key, random.Random(1))
+        return Counter((d.action, d.label) for d in (mind.decide(shown) for _ in range(400)))
+
+    assert decisions(1.0)[("accept", "bug")] == 400
+    careful = decisions(0.0)
+    assert careful[("choose", "billing")] == 400
+
+
+def test_personas_spread_around_the_accuracy_with_one_expert() -> None:
+    people = make_personas(6, 0.85, 0.6, seed=7)
+    assert [p.expert for p in people] == [False] * 6 + [True]
+    crowd = [p.accuracy for p in people[:-1]]
+    assert min(crowd) < 0.7 < 0.9 < max(crowd)  # one clearly weaker, some strong
+    assert people == make_personas(6, 0.85, 0.6, seed=7)
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+def _now():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def test_small_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # offline: the simulated drafter
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "report.txt").write_text("stale")
+    result = CliRunner().invoke(demo, ["--small", "--dir", str(folder)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = result.output
+
+    assert "finished the quiz and was told" in out
+    assert "Quality report: Support ticket intents" in out
+    assert "simulated drafter (demo)" in out
+    assert "Next steps" in out and "app_manifest.yml" in out
+
+    report = (folder / "report.txt").read_text(encoding="utf-8")
+    assert report.startswith("NOTE: Drafts in this demo come from the simulated drafter (demo)")
+    assert "Agreement" in report and "Per annotator" in report
+    data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    assert data["project"] == "support-intents"
+
+    png = (folder / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+    final = _rows(folder / "labels.jsonl")
+    assert len(final) >= 20
+    spec = load_spec(DEMO_DATA / "project.yml")
+    for row in final:
+        assert set(row) >= FINAL_KEYS
+        assert row["label"] in spec.label_names
+    assert {r["source"] for r in final} >= {"crowd", "gold"}
+    raw = _rows(folder / "labels-raw.jsonl")
+    assert raw and all(set(r) >= RAW_KEYS for r in raw)
+    assert {r["kind"] for r in raw} >= {"quiz", "production"}
+
+    db = Database(f"sqlite:///{folder / DB_NAME}")
+    try:
+        with db.read() as s:
+            assert s.scalar(select(func.count()).select_from(Item).where(Item.is_gold.is_(False))) == 40
+            kinds = Counter(s.scalars(select(Label.kind)))
+            assert kinds["quiz"] >= 30 and kinds["production"] >= 80
+            assert s.scalar(select(func.count()).select_from(Draft).where(Draft.simulated.is_(False))) == 0
+            actions = Counter(s.scalars(select(Label.action).where(Label.kind == "production")))
+            assert actions["accept"] and (actions["reject"] or actions["manual"])
+    finally:
+        db.dispose()
