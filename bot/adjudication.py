@@ -65,7 +65,7 @@ __all__ = [
     "refresh_low_confidence",
 ]
 
-CHUNK_ITEMS = 5000
+CHUNK_ITEMS = 20_000
 FIT_CHUNK_ROWS = 100_000
 METHODS = ("majority", "dawid_skene")
 SETTLED_STATUSES = (ItemStatus.COMPLETE, ItemStatus.RESOLVED, ItemStatus.GOLD)
@@ -102,7 +102,8 @@ def iter_item_chunks(
     if statuses is not None:
         stmt = stmt.where(Item.status.in_([str(s) for s in statuses]))
     stmt = stmt.order_by(Item.id)
-    result = session.execute(stmt, execution_options={"yield_per": chunk_items})
+    # Core execution on the session's connection: no ORM row wrapping per item.
+    result = session.connection().execute(stmt, execution_options={"yield_per": chunk_items})
     for part in result.partitions(chunk_items):
         if part:
             yield part
@@ -200,7 +201,7 @@ class ProjectAggregator:
         codes: list[np.ndarray] = []
         experts: list[np.ndarray] = []
         index: dict[str, int] = {}
-        result = self.session.execute(
+        result = self.session.connection().execute(
             self._answers_stmt().order_by(Label.id), execution_options={"yield_per": FIT_CHUNK_ROWS}
         )
         for part in result.partitions(FIT_CHUNK_ROWS):
@@ -260,30 +261,30 @@ class ProjectAggregator:
     def labels(self, item_ids: Sequence[int]) -> pd.DataFrame:
         """The counting answers of these items as a labels frame (`aggregate`'s input)."""
         ids = np.asarray(item_ids, dtype=np.int64)
-        if not len(ids):
-            rows: list[Any] = []
-        else:
-            lo, hi = int(ids.min()), int(ids.max())
-            stmt = self._answers_stmt().where(Label.item_id >= lo, Label.item_id <= hi)
-            rows = self.session.execute(stmt.order_by(Label.item_id, Label.id)).all()
+        rows: Sequence[Any] = []
+        if len(ids):
+            stmt = self._answers_stmt().where(Label.item_id >= int(ids.min()), Label.item_id <= int(ids.max()))
+            rows = self.session.connection().execute(stmt.order_by(Label.item_id, Label.id)).fetchall()
         if rows:
-            item, member, key, kind = (np.asarray(c, dtype=object) for c in zip(*rows, strict=True))
-            item = item.astype(np.int64)
-            member = member.astype(np.int64)
-            keep = np.isin(item, ids)
-            item, member, key, kind = item[keep], member[keep], key[keep], kind[keep]
+            item, member, key, kind = zip(*rows, strict=True)
+            items, members = np.asarray(item, dtype=np.int64), np.asarray(member, dtype=np.int64)
+            keys, kinds = _objects(key), _objects(kind)
+            keep = np.isin(items, ids)
+            items, members, keys, kinds = items[keep], members[keep], keys[keep], kinds[keep]
         else:
-            item = member = np.empty(0, np.int64)
-            key = kind = np.empty(0, object)
+            items = members = np.empty(0, dtype=np.int64)
+            keys = kinds = np.empty(0, dtype=object)
+        codes, uniques = pd.factorize(keys)
+        decoded = _objects([self._decode(k) for k in uniques])
         return pd.DataFrame(
             {
-                "item_id": item,
-                "annotator": member,
-                "value": pd.Series(_objects([self._decode(k) for k in key]), dtype=object),
-                "value_key": pd.Series(key, dtype=object),
-                "counts": np.ones(len(item), dtype=bool),
-                "kind": pd.Series(kind, dtype=object),
-                "tier": pd.Series([self._tiers.get(int(m)) for m in member], dtype=object),
+                "item_id": items,
+                "annotator": members,
+                "value": pd.Series(decoded[codes], dtype=object),
+                "value_key": pd.Series(keys, dtype=object),
+                "counts": np.ones(len(items), dtype=bool),
+                "kind": pd.Series(kinds, dtype=object),
+                "tier": pd.Series(np.where(np.isin(members, self._expert_members), "expert", "crowd"), dtype=object),
             }
         )
 

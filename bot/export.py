@@ -292,7 +292,7 @@ def raw_rows(
         )
         n = 0
         for (item_id, user, member, kind, action, key, shown, draft_key, blind, seconds, counts, correct,
-             created) in session.execute(stmt):
+             created) in session.connection().execute(stmt):
             external_id, text = items[item_id]
             n += 1
             yield {
