@@ -193,6 +193,28 @@ def test_500_is_retried_with_backoff_and_gives_up_after_four_attempts(env: Env) 
     assert env.sleeps[1:] == sorted(env.sleeps[1:])  # exponential
 
 
+def test_connection_errors_are_retried_then_stored(env: Env) -> None:
+    env.seed(["a charge"])
+    sleeps: list[float] = []
+    dead = Drafter(Settings(openai_api_key="sk-test", openai_base_url="http://127.0.0.1:9/v1"), sleep=sleeps.append)
+    stats = draft_items(env.db, SLUG, drafter=dead, now=env.clock.now())
+    assert stats.errors == {"other": 1} and len(sleeps) == 3
+    [d] = env.drafts()
+    assert (d.error_kind, d.attempts) == ("other", 4) and "connection error" in d.error
+
+
+def test_errors_stay_until_retried_explicitly(env: Env) -> None:
+    env.seed(["a charge", "b crash"])
+    env.fake.malformed_next(times=2)
+    draft_items(env.db, SLUG, drafter=env.drafter, now=env.clock.now())
+    assert drafting.undrafted_count(env.db, SLUG, env.drafter, now=env.clock.now()) == 0
+    assert drafting.undrafted_count(env.db, SLUG, env.drafter, retry_errors=True, now=env.clock.now()) == 2
+    assert draft_items(env.db, SLUG, drafter=env.drafter, now=env.clock.now()).drafted == 0
+    again = draft_items(env.db, SLUG, drafter=env.drafter, retry_errors=True, now=env.clock.now())
+    assert again.ok == 2
+    assert [(d.status, d.error_kind) for d in env.drafts()] == [("ok", None), ("ok", None)]  # updated in place
+
+
 def test_timeout_stores_an_error(env: Env) -> None:
     env.seed(["slow one"], make_spec(llm={"timeout_seconds": 0.2}))
     env.fake.delay_next(1.0)
