@@ -5,8 +5,9 @@
     gunicorn -k gthread -w 2 --threads 8 -b 0.0.0.0:3000 'bot.wsgi:application'
 
 `run()` migrates the database first (one process at a time: a PostgreSQL advisory lock), then serves.
-Under gunicorn each worker builds its own `Runtime` after the fork (`post_fork`): database pool, Bolt
-app, pacer, and the APScheduler unless `scheduler=False`. Several workers and several replicas may run
+Under gunicorn each worker builds its own `Runtime` after the fork (when gunicorn loads the app in the
+worker, after its signal handlers are set): database pool, Bolt app, pacer, and the APScheduler unless
+`scheduler=False`. Several workers and several replicas may run
 the scheduler at once: every job is guarded by the database (report runs unique per project and day,
 `bot.scheduler.once_per_period`, `FOR UPDATE SKIP LOCKED` lease expiry).
 
@@ -185,27 +186,19 @@ def _gunicorn_application() -> type:
         def load_config(self) -> None:
             for key, value in self.options.items():
                 self.cfg.set(key, value)
-            self.cfg.set("post_fork", self.post_fork)
             self.cfg.set("worker_exit", self.worker_exit)
 
-        def post_fork(self, server: Any, worker: Any) -> None:
-            self.runtime = Runtime.build(self.settings, scheduler=self.with_scheduler)
-            self.runtime.start()
+        def load(self) -> Callable[..., Any]:
+            # Called in each worker after the fork, once the worker has installed its signal handlers
+            # (a SIGTERM during the few seconds of building is then honoured, unlike in post_fork).
+            runtime = self.runtime = Runtime.build(self.settings, scheduler=self.with_scheduler)
+            runtime.start()
             log.info("worker %s ready", os.getpid())
+            return runtime.wsgi
 
         def worker_exit(self, server: Any, worker: Any) -> None:
             if self.runtime is not None:
                 self.runtime.stop()
-
-        def load(self) -> Callable[..., Any]:
-            def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-                runtime = self.runtime
-                if runtime is None:  # not forked by gunicorn's arbiter (should not happen)
-                    runtime = self.runtime = Runtime.build(self.settings, scheduler=self.with_scheduler)
-                    runtime.start()
-                return runtime.wsgi(environ, start_response)
-
-            return application
 
     return LabelbotGunicorn
 
