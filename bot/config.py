@@ -148,8 +148,8 @@ class LLMSpec(_Strict):
     price_per_1m_input: float = Field(0.0, ge=0)
     price_per_1m_cached_input: float | None = Field(None, ge=0)
     price_per_1m_output: float = Field(0.0, ge=0)
-    buffer: int = Field(50, ge=0, le=10000)
-    concurrency: int = Field(4, ge=1, le=64)
+    buffer: int = Field(200, ge=0, le=10000)  # drafted items kept ahead of demand
+    concurrency: int = Field(16, ge=1, le=64)  # parallel LLM calls (50 annotators, 2 s latency: 16)
     timeout_seconds: float = Field(30, gt=0)
     enabled: bool = True
 

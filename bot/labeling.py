@@ -227,25 +227,38 @@ def _claim_escalated(session: Session, project: Project, member: Member, dialect
     return session.scalar(q)
 
 
-def _pick_honeypot(session: Session, project: Project, member: Member) -> Item | None:
+def _few_shot_gold_ids(session: Session, project: Project, spec: ProjectSpec) -> list[int]:
+    """Gold items shown to the LLM as examples: their drafts would give the answer away, so they are
+    never used as hidden checks (the same deterministic choice the drafting prompt makes)."""
+    if spec.llm.few_shot <= 0:
+        return []
+    from bot.drafting_prompt import MAX_EXAMPLE_CHARS, Example, choose_examples
+
+    rows = session.execute(
+        select(Gold.id, Gold.value)
+        .join(Item, Item.id == Gold.item_id)
+        .where(Gold.project_id == project.id, func.length(Item.text) <= MAX_EXAMPLE_CHARS)
+        .order_by(Gold.id)
+    ).all()
+    return [ex.gold_id for ex in choose_examples(spec, [Example(gid, "", value) for gid, value in rows])]
+
+
+def _pick_honeypot(session: Session, project: Project, spec: ProjectSpec, member: Member) -> Item | None:
     seen = exists().where(
         Assignment.item_id == Item.id,
         Assignment.member_id == member.id,
         Assignment.kind == AssignmentKind.HONEYPOT,
     )
-    n = session.scalar(
-        select(func.count()).select_from(Gold).where(Gold.project_id == project.id)
-    ) or 0
+    conditions = [Gold.project_id == project.id, ~seen]
+    examples = _few_shot_gold_ids(session, project, spec)
+    if examples:
+        conditions.append(Gold.id.notin_(examples))
+    n = session.scalar(select(func.count()).select_from(Gold).where(Gold.project_id == project.id)) or 0
     if not n:
         return None
     # Start at a pseudo-random gold id so members do not all see the same checks in order.
     pivot = int(_fraction(member.id, member.served, "pivot") * n)
-    base = (
-        select(Item)
-        .join(Gold, Gold.item_id == Item.id)
-        .where(Gold.project_id == project.id, ~seen)
-        .order_by(Item.id)
-    )
+    base = select(Item).join(Gold, Gold.item_id == Item.id).where(*conditions).order_by(Item.id)
     return session.scalar(base.offset(pivot).limit(1)) or session.scalar(base.limit(1))
 
 
@@ -263,7 +276,7 @@ def next_task(session: Session, project: Project, member: Member, now: datetime,
         item = _claim_escalated(session, project, member, dialect)
         kind = AssignmentKind.EXPERT
     if item is None and spec.gold_rate > 0 and _fraction(member.id, member.served, "gold") < spec.gold_rate:
-        item = _pick_honeypot(session, project, member)
+        item = _pick_honeypot(session, project, spec, member)
         kind = AssignmentKind.HONEYPOT
     if item is None:
         item = _claim_production(session, project, member, dialect)

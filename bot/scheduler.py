@@ -36,7 +36,15 @@ def once_per_period(db: Database, name: str, period: str, now: Any) -> bool:
     return True
 
 
+class _SkipOverlapNoise(logging.Filter):
+    """A job still running at its next tick is skipped by design (max_instances=1): not a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
 def build_scheduler(deps: Any) -> BackgroundScheduler:
+    logging.getLogger("apscheduler.scheduler").addFilter(_SkipOverlapNoise())
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     for name in JOB_MODULES:
         module = importlib.import_module(name)

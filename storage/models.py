@@ -202,9 +202,12 @@ class Gold(Base):
 
 class Draft(Base):
     __tablename__ = "drafts"
-    __table_args__ = (UniqueConstraint("item_id", "model", "prompt_version"),)
+    __table_args__ = (
+        UniqueConstraint("item_id", "model", "prompt_version"),
+        Index("ix_drafts_project_created", "project_id", "created_at"),
+    )
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     model: Mapped[str] = mapped_column(String(200))
     prompt_version: Mapped[str] = mapped_column(String(64))

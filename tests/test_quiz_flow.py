@@ -101,7 +101,8 @@ def test_quiz_twice_continues_the_same_attempt_and_replay_does_not_double_count(
 
 
 def test_honeypots_suspend_a_member_whose_accuracy_drops(bot):
-    spec = make_spec(gold_rate=0.5, honeypot={"window": 4, "floor": 0.75, "min_checks": 3}, redundancy=1)
+    spec = make_spec(gold_rate=0.5, honeypot={"window": 4, "floor": 0.75, "min_checks": 3}, redundancy=1,
+                     llm={"few_shot": 0})
     items = [{"id": f"t{i}", "text": f"item text {i}"} for i in range(40)]
     seed(bot.db, spec, bot.clock.now(), items=items, gold=GOLD)
     qualify(bot.db, "intents", "U0SLOPPY", bot.clock.now())
@@ -186,3 +187,26 @@ def test_stats_show_the_members_numbers(bot):
     bot.fake.wait_for(lambda: len(bot.fake.messages(drv.dm)) == 2)
     drv.command("/label", "stats")
     bot.fake.wait_for(lambda: any("1 today · 1 total" in t for t in said(bot.fake)))
+
+
+def test_few_shot_examples_are_never_hidden_checks(database, clock):
+    from bot.labeling import next_task
+    from bot.projects import ensure_member, get_project
+
+    spec = make_spec(gold_rate=0.5, redundancy=1, llm={"few_shot": 5})
+    items = [{"id": f"t{i}", "text": f"item text {i}"} for i in range(40)]
+    seed(database, spec, clock.now(), items=items, gold=GOLD)
+    qualify(database, "intents", "U0ANN", clock.now())
+    served = []
+    with database.session() as s:
+        project = get_project(s, "intents")
+        member = ensure_member(s, project, "U0ANN", clock.now())
+        for _ in range(30):
+            task = next_task(s, project, member, clock.now(), database.dialect)
+            served.append(task.item_external_id)
+            from storage.models import Assignment
+
+            s.get(Assignment, task.assignment_id).status = "done"
+    gold_served = {x for x in served if x.startswith("g")}
+    # 6 gold items, 5 of them in the drafting prompt: only the sixth may be a hidden check
+    assert gold_served == {"g5"}

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:07:31.896206
+Create Date: 2026-11-29 00:27:09.166902
 """
 
 import sqlalchemy as sa
@@ -161,7 +161,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("item_id", "model", "prompt_version", name=op.f("uq_drafts_item_id_model_prompt_version")),
     )
     with op.batch_alter_table("drafts", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_drafts_project_id"), ["project_id"], unique=False)
+        batch_op.create_index("ix_drafts_project_created", ["project_id", "created_at"], unique=False)
 
     op.create_table(
         "gold",
@@ -324,7 +324,7 @@ def downgrade() -> None:
 
     op.drop_table("gold")
     with op.batch_alter_table("drafts", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_drafts_project_id"))
+        batch_op.drop_index("ix_drafts_project_created")
 
     op.drop_table("drafts")
     op.drop_table("report_runs")
