@@ -119,9 +119,8 @@ def summary_blocks(data: dict[str, Any], *, title: str | None = None, max_rows: 
     alerts = data.get("alerts", [])
     if alerts:
         lines = [f"• {_e(a.get('text', ''), 600)}" for a in alerts[:MAX_ALERT_LINES]]
-        if len(alerts) > MAX_ALERT_LINES:
-            lines.append(f"{ELLIPSIS} and {len(alerts) - MAX_ALERT_LINES} more")
-        blocks.append(_section(f":rotating_light: *{len(alerts)} alert{'s' if len(alerts) != 1 else ''}*", lines))
+        title = f":rotating_light: *{len(alerts)} alert{'s' if len(alerts) != 1 else ''}*"
+        blocks.append(_section(title, lines, total=len(alerts)))
     else:
         blocks.append(_section(":white_check_mark: *No alerts*", []))
     blocks.append({"type": "divider"})
@@ -166,15 +165,18 @@ def summary_blocks(data: dict[str, Any], *, title: str | None = None, max_rows: 
     return blocks[:MESSAGE_BLOCKS_MAX]
 
 
-def _section(title: str, lines: list[str]) -> dict[str, Any]:
-    """A mrkdwn section of already-escaped lines, cut at a line boundary within 3000 characters."""
-    text = title
-    for i, line in enumerate(lines):
-        more = f"\n{ELLIPSIS} and {len(lines) - i} more"
-        if len(text) + 1 + len(line) + len(more) > SECTION_TEXT_MAX:
-            text += more
+def _section(title: str, lines: list[str], total: int | None = None) -> dict[str, Any]:
+    """A mrkdwn section of already-escaped lines, cut at a line boundary within 3000 characters;
+    `total` is how many lines there are in all (when `lines` is already a prefix), for "… and N more"."""
+    total = len(lines) if total is None else total
+    text, shown = title, 0
+    for line in lines:
+        if len(text) + 1 + len(line) + 30 > SECTION_TEXT_MAX:  # 30: room for the "and N more" line
             break
         text += "\n" + line
+        shown += 1
+    if shown < total:
+        text += f"\n{ELLIPSIS} and {total - shown} more"
     return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SECTION_TEXT_MAX)}}
 
 
