@@ -235,7 +235,7 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
     if not use_llm:
         from bot.drafting import SimulatedDrafter
 
-        # Drafts are looked up under the project's model name: the simulated drafter's is "simulated".
+        # The project's model is the simulated drafter's, so reports and exports name it "simulated".
         spec = spec.model_copy(update={"llm": spec.llm.model_copy(update={"model": SimulatedDrafter.MODEL})})
     if spec.redundancy > opts.annotators:  # each item needs that many different people
         spec = spec.model_copy(update={"redundancy": opts.annotators})
