@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import ProjectSpec, TaskType
-from bot.projects import NotFound, get_project, list_projects, spec_of
+from bot.projects import get_project, list_projects, spec_of
 from bot.quality import agreement as agreement_stats
 from bot.quality import drift as drift_stats
 from bot.quality import llm as llm_stats
@@ -47,13 +47,19 @@ log = logging.getLogger("labelbot.reports")
 __all__ = [
     "DAILY_WINDOW_DAYS",
     "Alert",
+    "Chosen",
     "Report",
     "ReportError",
+    "RunOutcome",
     "build_report",
+    "choose_for_lead",
     "lead_projects",
+    "parse_report_args",
+    "report_for",
     "report_window",
     "run_due_reports",
     "schedule",
+    "to_json_text",
 ]
 
 #: The daily summary covers the last 7 days (agreement needs more than a day of overlap).
@@ -721,26 +727,7 @@ def _alerts(
 def lead_projects(db: Database, user_id: str, team_id: str | None = None) -> list[str]:
     """Slugs of the (non-archived) projects `user_id` leads, in `team_id` when given."""
     with db.read() as s:
-        q = (
-            select(Project.slug)
-            .join(Member, Member.project_id == Project.id)
-            .where(Member.user_id == user_id, Member.tier == Tier.LEAD, Project.archived.is_(False))
-            .order_by(Project.slug)
-        )
-        if team_id is not None:
-            q = q.where(Project.team_id == team_id)
-        return list(s.scalars(q))
-
-
-def project_leads(db: Database, slug: str) -> list[str]:
-    with db.read() as s:
-        q = (
-            select(Member.user_id)
-            .join(Project, Project.id == Member.project_id)
-            .where(Project.slug == slug, Member.tier == Tier.LEAD)
-            .order_by(Member.user_id)
-        )
-        return list(s.scalars(q))
+        return [p.slug for p in lead_projects_in(s, user_id, team_id)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -900,18 +887,63 @@ def parse_report_args(text: str) -> tuple[str | None, int | None]:
     return slug, days
 
 
-def report_for(db: Database, slug: str, days: int, now: datetime) -> Report:
+def report_for(db: Database, slug: str, days: float, now: datetime) -> Report:
+    """The report of the last `days` days up to `now`."""
     since, until = report_window(now, days)
     return build_report(db, slug, since=since, until=until, now=now)
 
 
-def describe_exists(db: Database, slug: str, team_id: str | None = None) -> bool:
+@dataclass(frozen=True)
+class Chosen:
+    slug: str
+    name: str
+
+
+def choose_for_lead(db: Database, team_id: str | None, user_id: str, slug: str | None) -> Chosen | str:
+    """The project `user_id` may see a report of, or the (mrkdwn) sentence to answer instead.
+
+    With no slug: the one project they lead in the workspace. Projects of other workspaces are
+    treated as unknown. Only leads see reports; others are told who the leads are."""
+    from bot.blocks import report as ui
+
     with db.read() as s:
-        try:
-            project = get_project(s, slug)
-        except NotFound:
-            return False
-        return team_id is None or project.team_id == team_id
+        projects = list_projects(s, team_id)
+        if slug is not None:
+            project = next((p for p in projects if p.slug == slug), None)
+            if project is None:
+                return ui.unknown_project(slug, [p.slug for p in projects])
+            leads = _leads(s, project.id)
+            if user_id not in leads:
+                return ui.not_a_lead(project.name, leads)
+            return Chosen(project.slug, project.name)
+        mine = lead_projects_in(s, user_id, team_id)
+    if not mine:
+        return ui.leads_nothing()
+    if len(mine) > 1:
+        return ui.choose_project([p.slug for p in mine])
+    return Chosen(mine[0].slug, mine[0].name)
+
+
+def _leads(session: Any, project_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(Member.user_id)
+            .where(Member.project_id == project_id, Member.tier == Tier.LEAD)
+            .order_by(Member.user_id)
+        )
+    )
+
+
+def lead_projects_in(session: Any, user_id: str, team_id: str | None = None) -> list[Project]:
+    q = (
+        select(Project)
+        .join(Member, Member.project_id == Project.id)
+        .where(Member.user_id == user_id, Member.tier == Tier.LEAD, Project.archived.is_(False))
+        .order_by(Project.slug)
+    )
+    if team_id is not None:
+        q = q.where(Project.team_id == team_id)
+    return list(session.scalars(q))
 
 
 def to_json_text(report: Report) -> str:

@@ -99,12 +99,13 @@ def spec_dict(**overrides: Any) -> dict[str, Any]:
 class Seeder:
     """Writes rows through the models. Values are task-shaped; keys are `canonical_key(value)`."""
 
-    def __init__(self, db: Database, now: datetime = T0, **spec_overrides: Any) -> None:
+    def __init__(self, db: Database, now: datetime = T0, *, team: str = "T1", **spec_overrides: Any) -> None:
         self.db = db
         self.now = now
+        self.team = team
         spec = parse_spec(spec_dict(**spec_overrides))
         with db.session() as s:
-            project = create_project(s, spec, "T1", now)
+            project = create_project(s, spec, team, now)
             self.project_id = project.id
             self.slug = project.slug
         self.members: dict[str, int] = {}
@@ -138,7 +139,7 @@ class Seeder:
         with self._session() as s:
             m = Member(
                 project_id=self.project_id,
-                team_id="T1",
+                team_id=self.team,
                 user_id=user_id,
                 tier=tier,
                 state=state,
@@ -245,7 +246,7 @@ class Seeder:
                 project_id=self.project_id,
                 item_id=item_id,
                 member_id=member_id,
-                team_id="T1",
+                team_id=self.team,
                 user_id=user,
                 kind=kind,
                 status="done",

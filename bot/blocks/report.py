@@ -392,3 +392,70 @@ def report_text(data: dict[str, Any]) -> str:
 def _plain(lines: list[str]) -> list[str]:
     """Undo the mrkdwn escaping for terminal output."""
     return [line.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") for line in lines]
+
+
+# --- slash command texts ---------------------------------------------------------------------------------
+
+USAGE = (
+    "Usage: `/label-report [project] [days]`, e.g. `/label-report intents 14` (default: the project you lead, "
+    "the last 7 days). Only project leads can see reports; the chart arrives in your DM."
+)
+
+
+def _mention(user_id: str) -> str:
+    """`<@U…>` for a real Slack user id; anything else is shown escaped."""
+    uid = str(user_id)
+    if uid[:1] in ("U", "W") and uid[1:].isalnum() and uid.isupper() and len(uid) <= 32:
+        return f"<@{uid}>"
+    return f"`{safe_mrkdwn(uid, 40)}`"
+
+
+def usage(problem: str | None = None) -> str:
+    return f"{safe_mrkdwn(problem, 500)} {USAGE}" if problem else USAGE
+
+
+def not_a_lead(project_name: str, leads: list[str]) -> str:
+    name = safe_mrkdwn(project_name, 200)
+    if not leads:
+        return (
+            f"Only project leads can see the report of *{name}*, and it has none yet: someone running labelbot "
+            "can add one with `labelbot member SLUG USER --tier lead` (or `members.leads` in the project YAML)."
+        )
+    who = ", ".join(_mention(u) for u in leads[:10])
+    return f"Sorry, only the leads of *{name}* can see its report. {who} can share it with you."
+
+
+def unknown_project(slug: str, known: list[str]) -> str:
+    names = ", ".join(f"`{safe_mrkdwn(s, 40)}`" for s in known[:20]) or "none yet"
+    return usage(f"There is no project {slug!r} in this workspace (projects: {names}).")
+
+
+def leads_nothing() -> str:
+    return "You lead no project in this workspace, so there is no report to show you. " + USAGE
+
+
+def choose_project(slugs: list[str]) -> str:
+    names = ", ".join(f"`{safe_mrkdwn(s, 40)}`" for s in slugs[:20])
+    first = safe_mrkdwn(slugs[0], 40)
+    return f"You lead several projects; say which one, e.g. `/label-report {first} 7`. Yours: {names}."
+
+
+def working(project_name: str, days: int) -> str:
+    return (
+        f":hourglass_flowing_sand: Building the report of *{safe_mrkdwn(project_name, 200)}* for the last "
+        f"{days} day{'s' if days != 1 else ''}…"
+    )
+
+
+def chart_failed(project_name: str, error: str) -> str:
+    return (
+        f"The chart of *{safe_mrkdwn(project_name, 200)}* could not be sent to your DM "
+        f"({safe_mrkdwn(error, 200)}); the numbers above are complete."
+    )
+
+
+def failed(project_name: str) -> str:
+    return (
+        f":warning: The report of *{safe_mrkdwn(project_name, 200)}* failed on our side. Please try again, "
+        "or run `labelbot report SLUG` on the server."
+    )

@@ -1,0 +1,85 @@
+"""`/label-report [project] [days]`: a lead gets the quality report as an ephemeral message, and its
+chart in their DM.
+
+Ack at once; parse the arguments and check that the user leads the project (a quick read); answer
+anything else with an ephemeral sentence. The report itself runs on this module's small thread pool
+(a big project takes seconds, and Bolt's listener threads must stay free for acks), then arrives as
+ephemeral blocks through `respond`, and the chart through `conversations.open` + `files_upload_v2`.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import report as ui
+from bot.charts import report_chart
+from bot.reports import Chosen, ReportError, choose_for_lead, parse_report_args, report_for
+
+DEFAULT_DAYS = 7
+COMMAND = "/label-report"
+
+
+class ReportHandlers:
+    def __init__(self, deps: Any, workers: int = 2) -> None:
+        self.deps = deps
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="report")
+
+    def on_command(
+        self, ack: Any, command: dict[str, Any], client: WebClient, respond: Any, logger: logging.Logger
+    ) -> None:
+        ack()
+        team, user = command.get("team_id"), command.get("user_id", "")
+        try:
+            slug, days = parse_report_args(command.get("text") or "")
+        except ReportError as e:
+            respond(text=ui.usage(str(e)), response_type="ephemeral")
+            return
+        chosen = choose_for_lead(self.deps.db, team, user, slug)
+        if isinstance(chosen, str):
+            respond(text=chosen, response_type="ephemeral")
+            return
+        days = days or DEFAULT_DAYS
+        respond(text=ui.working(chosen.name, days), response_type="ephemeral")
+        self.pool.submit(self.send, client, respond, logger, user, chosen, days)
+
+    def send(
+        self, client: WebClient, respond: Any, logger: logging.Logger, user: str, chosen: Chosen, days: int
+    ) -> None:
+        """Runs on the report pool: this is its error boundary (Bolt's app.error does not see it)."""
+        try:
+            report = report_for(self.deps.db, chosen.slug, days, self.deps.clock.now())
+            data = report.to_json()
+            title = f"Quality report: {report.name}"
+            respond(
+                blocks=ui.summary_blocks(data, title=title),
+                text=ui.summary_text(data, title=title),
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        except Exception:
+            logger.exception("report of %s for %s failed", chosen.slug, user)
+            respond(text=ui.failed(chosen.name), response_type="ephemeral")
+            return
+        try:
+            dm = client.conversations_open(users=user)["channel"]["id"]
+            client.files_upload_v2(
+                channel=dm,
+                file=report_chart(data),
+                filename=f"{chosen.slug}-last-{days}-days.png",
+                title=f"{report.name}: last {days} day{'s' if days != 1 else ''}"[:250],
+            )
+        except SlackApiError as e:
+            logger.warning("report chart of %s for %s not sent: %s", chosen.slug, user, e)
+            respond(text=ui.chart_failed(chosen.name, str(e.response.get("error", e))), response_type="ephemeral")
+
+
+def register(app: App, deps: Any) -> None:
+    h = ReportHandlers(deps)
+    deps.extras["report_handlers"] = h
+    app.command(COMMAND)(h.on_command)
