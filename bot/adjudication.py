@@ -172,7 +172,6 @@ class ProjectAggregator:
         self._expert_members = np.asarray(
             sorted(m for m, t in tiers.items() if t == Tier.EXPERT), dtype=np.int64
         )
-        self._tiers = tiers
         self._decode = KeyDecoder()
         self.fit: _Fit | None = self._fit_dawid_skene() if method == "dawid_skene" else None
 
