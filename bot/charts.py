@@ -116,7 +116,7 @@ def _distribution(ax: Any, dist: dict[str, Any]) -> None:
     d_share = 100 * drafted / drafted.sum() if drafted.sum() else np.zeros_like(drafted)
     ax.bar(x - width / 2, b_share, width, color=_BLIND, label=f"blind (n={int(blind.sum()):,})")
     ax.bar(x + width / 2, d_share, width, color=_DRAFTED, label=f"drafted (n={int(drafted.sum()):,})")
-    ax.set_xticks(x, [_safe(label, 14) for label in labels], rotation=45 if len(labels) > 3 else 0,
+    ax.set_xticks(x, [_safe(label, 18) for label in labels], rotation=45 if len(labels) > 3 else 0,
                   ha="right" if len(labels) > 3 else "center")  # fmt: skip
     ax.set_title(title, fontsize=12, fontweight="bold")
     ax.set_xlabel("label" + (f" (top {len(labels)}; {dist['more']} more)" if dist.get("more") else ""))

@@ -461,7 +461,8 @@ def _assemble(
     report.per_annotator = _per_annotator(window, members, quiz, hidden, actions, anchor)
 
     # --- alerts, first in every rendering
-    report.alerts = _alerts(spec, report, hidden, hidden_flags, anchor, label_drift, change)
+    suspended = set(members.loc[(members["state"] == "suspended").to_numpy(), "user_id"]) if len(members) else set()
+    report.alerts = _alerts(spec, report, hidden, hidden_flags, anchor, label_drift, change, suspended)
     clock.lap("people_alerts")
     return report
 
@@ -682,7 +683,10 @@ def _alerts(
     anchor: drift_stats.Anchoring,
     label_drift: drift_stats.LabelDrift | None,
     change: drift_stats.AnchoringChange,
+    suspended: set[str],
 ) -> list[Alert]:
+    """Alerts, most urgent first. Members already suspended get no low-accuracy or rubber-stamp alert
+    (their suspension is the news, and it is listed when it happened in the window)."""
     out: list[Alert] = []
     health = report.drafting_health
     if health.get("paused"):
@@ -694,10 +698,10 @@ def _alerts(
         )
         out.append(Alert("drafting_paused", f"Drafting is paused{when}{why}; annotators are labeling without drafts."))
     for s in report.suspensions:
-        out.append(Alert("suspension", f"{s['user']} was suspended: {s['reason']}.", s["user"]))
+        out.append(Alert("suspension", f"{s['user']} was suspended: {str(s['reason']).rstrip('.')}.", s["user"]))
     floor, min_checks = spec.honeypot.floor, spec.honeypot.min_checks
     for user, m in sorted(hidden.items()):
-        if m.value is not None and (m.n or 0) >= min_checks and m.value < floor:
+        if user not in suspended and m.value is not None and (m.n or 0) >= min_checks and m.value < floor:
             out.append(
                 Alert(
                     "low_gold_accuracy",
@@ -706,6 +710,8 @@ def _alerts(
                 )
             )
     for user, why in rubber:
+        if user in suspended:
+            continue
         out.append(Alert("rubber_stamp", f"{user} may be rubber-stamping drafts: {why}.", user))
     for text in drift_stats.alerts(
         anchoring=anchor,

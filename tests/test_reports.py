@@ -416,3 +416,14 @@ def test_projects_without_a_report_channel_are_skipped(lite: Database) -> None:
     Seeder(lite, report={"time": "00:00"})
     deps = _Deps(lite, FakeClock(datetime(2026, 1, 6, 9, 5, tzinfo=UTC)), RecordingClient())
     assert run_due_reports(deps) == [] and _runs(lite) == []
+
+
+def test_a_suspended_member_gets_no_second_alert(lite: Database) -> None:
+    from bot.projects import get_project, set_member
+
+    sd = _seed(lite)
+    with lite.session() as s:  # UB (0% on hidden checks) is suspended during the window
+        set_member(s, get_project(s, sd.slug), "UB", T0 + timedelta(hours=3), suspend=True, reason="checks failed.")
+    alerts = _report(lite, sd).to_json()["alerts"]
+    assert [(a["kind"], a["subject"]) for a in alerts if a["subject"] == "UB"] == [("suspension", "UB")]
+    assert "UB was suspended: checks failed." in [a["text"] for a in alerts]
