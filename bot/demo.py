@@ -76,6 +76,7 @@ class DemoResult:
     day_lines: list[str] = field(default_factory=list)
     people: list[dict[str, Any]] = field(default_factory=list)
     drafting: str = ""
+    example: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,9 +368,48 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
                 "tier": m.tier if m else "-",
             })
         result.events = list(tally.events)
+        result.example = _an_example(fake)
         _outputs(result, db, spec.slug, max(now, datetime.now(UTC)), console)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _an_example(fake: Any) -> list[str]:
+    """One example message as the bot sent it (untrusted markup in the item, a draft), as text lines."""
+    posts = [p for p in fake.calls_to("chat.postMessage") if "lb.controls" in json.dumps(p.get("blocks"))]
+    drafted = [p for p in posts if '"lb.draft"' in json.dumps(p.get("blocks"))]
+    hostile = [p for p in drafted if "<!channel>" in json.dumps(p.get("blocks"))]
+    chosen = (hostile or drafted or posts or [None])[0]
+    if chosen is None:
+        return []
+    blocks = chosen["blocks"]
+    return render_blocks(json.loads(blocks) if isinstance(blocks, str) else blocks)
+
+
+def render_blocks(blocks: list[dict[str, Any]]) -> list[str]:
+    """Block Kit as plain lines, roughly as Slack shows it (plain_text marked as such)."""
+    lines = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind in ("section", "header"):
+            text = block.get("text") or {}
+            body = str(text.get("text", ""))
+            if text.get("type") == "plain_text":
+                body = f"[plain text] {body[:160]}" + ("…" if len(body) > 160 else "")
+            lines.append(body)
+        elif kind == "context":
+            lines.append(" ".join(str(e.get("text", "")) for e in block.get("elements") or []))
+        elif kind == "actions":
+            shown = []
+            for e in block.get("elements") or []:
+                if e.get("type") == "button":
+                    shown.append(f"[{e['text']['text']}]")
+                elif e.get("type") == "static_select":
+                    initial = (e.get("initial_option") or {}).get("value")
+                    names = [o["text"]["text"] + (" ✓" if o.get("value") == initial else "") for o in e["options"]]
+                    shown.append("[menu: " + " | ".join(names) + "]")
+            lines.append(" ".join(shown))
+    return lines
 
 
 def _refresh(progress: Any, db: Any, slug: str, tally: Any, quiz_task: Any, label_task: Any,
@@ -440,6 +480,12 @@ def print_result(result: DemoResult, console: Any) -> None:
         console.print(Rule("What the people in Slack were told"))
         for event in result.events:
             console.print(f"  • {escape(event)}")
+    if result.example:
+        console.print(Rule("An example message, as the bot sent it"))
+        for line in result.example:
+            console.print(f"  {escape(line)}", highlight=False)
+        console.print("  Untrusted text goes out as plain_text, so <!channel> and <https://...|links> show as "
+                      "typed: nobody is pinged, no link is hidden.")
     table = Table(title="Who labeled", title_justify="left")
     for col in ("annotator", "Slack user", "accuracy", "accepts wrong drafts", "tier", "state"):
         table.add_column(col)
@@ -447,7 +493,7 @@ def print_result(result: DemoResult, console: Any) -> None:
         table.add_row(p["name"], p["user"], f"{p['accuracy']:.0%}", f"{p['accept_bias']:.0%}", p["tier"], p["state"])
     console.print(table)
     console.print(Rule("Daily report"))
-    console.print(escape(result.report_text), highlight=False)
+    console.print(escape(result.report_text), highlight=False, emoji=False)
     console.print(Rule("Files"))
     folder = result.folder
     for name, what in ((DB_NAME, "the SQLite database"), (REPORT_TEXT, "this report"),

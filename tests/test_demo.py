@@ -140,9 +140,11 @@ def test_small_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = result.output
 
-    assert "finished the quiz and was told" in out
+    assert "the quiz and was told" in out
     assert "Quality report: Support ticket intents" in out
     assert "simulated drafter (demo)" in out
+    assert "[plain text] <!channel> URGENT" in out  # the example message: hostile markup stays text
+    assert "Draft (simulated drafter (demo): not a real model)" in out
     assert "Next steps" in out and "app_manifest.yml" in out
 
     report = (folder / "report.txt").read_text(encoding="utf-8")

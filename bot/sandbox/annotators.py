@@ -470,8 +470,11 @@ class Annotator:
                 )
                 self.qualified = passed
                 self.suspended = self.suspended and not passed
-                self.tally.note(f"{self.persona.name} (accuracy {self.persona.accuracy:.0%}) finished the quiz and "
-                                f"was told: \"{message.get('text', '')}\"", self.now())
+                told = str(message.get("text", ""))
+                if passed:  # the first sentence says it all
+                    told = told.split(". ")[0].rstrip(".") + "."
+                self.tally.note(f"{self.persona.name} (accuracy {self.persona.accuracy:.0%}) "
+                                f"{'passed' if passed else 'failed'} the quiz and was told: \"{told}\"", self.now())
                 self.quiz_end = message
                 return passed
             return None
