@@ -318,7 +318,7 @@ def _assemble(
     # Answers on gold items keep every column (scores need decoded values); the rest of the work runs
     # on a slimmer frame: copying a million-row object column for each filter is what costs.
     gold_rows = answered(of_kind(window, "quiz", "honeypot"))
-    heavy = {"correct", "tier", "member_id"} | ({"value"} if task is TaskType.CLASSIFICATION else set())
+    heavy = {"tier", "member_id"} | ({"value"} if task is TaskType.CLASSIFICATION else set())
     keep = [c for c in window.columns if c not in heavy]
     same = frame_all is window
     window = window[keep]
@@ -416,7 +416,8 @@ def _assemble(
     clock.lap("gold")
 
     # --- drafts
-    report.drafts = _drafts_section(spec, prod, prod_ans, drafts, stats)
+    actions = drift_stats.draft_action_rates(prod)
+    report.drafts = _drafts_section(spec, prod, prod_ans, drafts, stats, actions)
     clock.lap("drafts")
 
     # --- drift and anchoring
@@ -457,7 +458,6 @@ def _assemble(
         max_gold_accuracy=spec.honeypot.floor,
         min_gold=spec.honeypot.min_checks,
     )
-    actions = drift_stats.draft_action_rates(prod)
     report.per_annotator = _per_annotator(window, members, quiz, hidden, actions, anchor)
 
     # --- alerts, first in every rendering
@@ -514,7 +514,12 @@ def _throughput_and_trend(
 
 
 def _drafts_section(
-    spec: ProjectSpec, prod: pd.DataFrame, prod_ans: pd.DataFrame, drafts: dict[str, int], stats: Any
+    spec: ProjectSpec,
+    prod: pd.DataFrame,
+    prod_ans: pd.DataFrame,
+    drafts: dict[str, int],
+    stats: Any,
+    actions: drift_stats.DraftActions,
 ) -> dict[str, Any]:
     sec = _Section()
     shown = prod_ans["draft_shown"].to_numpy(dtype=bool)
@@ -522,7 +527,7 @@ def _drafts_section(
     sec.set("shown", int(shown.sum()))
     sec.set("blind", int((blind_flag & ~shown).sum()))
     sec.set("without_draft", int((~shown & ~blind_flag).sum()))
-    rates = drift_stats.draft_action_rates(prod).overall
+    rates = actions.overall
     sec.measure("accept_rate", rates.accept)
     sec.measure("edit_rate", rates.edit)
     sec.measure("reject_rate", rates.reject)

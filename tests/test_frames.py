@@ -476,7 +476,7 @@ def test_every_fetch_method_gives_the_same_frame(db: Database) -> None:
                 kind="honeypot" if item == gold else "production",
                 draft_id=draft,
                 shown=bool(draft) and k != 1,
-                seconds=None if k == 2 else 1.25 * n,
+                seconds=None if k == 2 else 1.2345678 * n,  # kept to the millisecond
                 correct=0.5 if item == gold else None,
                 at=T0 + timedelta(minutes=n // 2, microseconds=7 * k),  # ties across items
             )
