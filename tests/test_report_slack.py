@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.reports import run_due_reports, schedule
@@ -59,7 +58,8 @@ def test_lead_gets_the_report_and_the_chart_in_their_dm(bot: Any) -> None:
     assert bot.fake.calls_to("conversations.open")[0]["users"] == "ULEAD"
 
 
-def test_non_lead_is_refused_politely(bot: Any) -> None:
+def test_non_lead_is_refused_politely(sqlite_bot: Any) -> None:
+    bot = sqlite_bot
     _seed(bot.db, team=TEAM)
     annotator = bot.user("UA")
     annotator.command("/label-report", "intents")
@@ -73,24 +73,25 @@ def test_non_lead_is_refused_politely(bot: Any) -> None:
     assert bot.fake.files() == [] and not bot.fake.calls_to("files.getUploadURLExternal")
 
 
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("nope", "no project 'nope'"),
-        ("elsewhere", "no project 'elsewhere'"),  # it exists, in another workspace
-        ("intents 0", "Days must be between 1 and 365"),
-        ("intents 7 8", "Give the number of days once"),
-        ("intents extra words", "Usage: `/label-report [project] [days]`"),
-    ],
-)
-def test_bad_arguments_get_an_ephemeral_error(sqlite_bot: Any, text: str, words: str) -> None:
+BAD_ARGUMENTS = [
+    ("nope", "no project 'nope'"),
+    ("elsewhere", "no project 'elsewhere'"),  # it exists, in another workspace
+    ("intents 0", "Days must be between 1 and 365"),
+    ("intents 7 8", "Give the number of days once"),
+    ("intents extra words", "Usage: `/label-report [project] [days]`"),
+]
+
+
+def test_bad_arguments_get_an_ephemeral_error(sqlite_bot: Any) -> None:
     bot = sqlite_bot
     Seeder(bot.db, team=TEAM)
     Seeder(bot.db, team="T0OTHER", slug="elsewhere")
-    bot.user("ULEAD").command("/label-report", text)
-    (reply,) = bot.fake.wait_for(lambda: texts(bot.fake))
-    assert words in reply
-    assert said(bot.fake)[0]["response_type"] == "ephemeral" and bot.fake.files() == []
+    lead = bot.user("ULEAD")
+    for n, (text, words) in enumerate(BAD_ARGUMENTS, start=1):
+        lead.command("/label-report", text)
+        replies = bot.fake.wait_for(lambda n=n: len(texts(bot.fake)) >= n and texts(bot.fake))
+        assert words in replies[n - 1], (text, replies[n - 1])
+    assert all(p["response_type"] == "ephemeral" for p in said(bot.fake)) and bot.fake.files() == []
 
 
 def test_default_project_is_the_one_the_user_leads(sqlite_bot: Any) -> None:
