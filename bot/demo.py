@@ -351,9 +351,10 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
                         expert.work(spec.slug, lambda: False, reviews_only=True)
                 _refresh(progress, db, spec.slug, tally, quiz_task, label_task, review_task)
                 qualified = sum(1 for a in annotators if a.qualified)
+                reviewed = f"; the expert settled {tally.reviews} escalated item(s)" if last_day else ""
                 result.day_lines.append(
                     f"Day {day} ({day_label}): {tally.production - before} answers from {qualified} qualified "
-                    f"annotator(s)" + ("; the expert reviewed the escalations" if last_day else "")
+                    f"annotator(s){reviewed}"
                 )
             progress.update(quiz_task, total=tally.quiz_answers, completed=tally.quiz_answers)
 
@@ -476,6 +477,8 @@ def print_result(result: DemoResult, console: Any) -> None:
     console.print()
     for line in result.day_lines:
         console.print(f"  {escape(line)}")
+    if not any(p["state"] in ("qualified", "suspended") for p in result.people if p["tier"] == "crowd"):
+        console.print("  [yellow]Nobody passed the quiz, so there are no crowd labels: try a higher --accuracy.[/]")
     if result.events:
         console.print(Rule("What the people in Slack were told"))
         for event in result.events:

@@ -295,6 +295,7 @@ class Tally:
     events: list[str] = field(default_factory=list)
     quiz_answers: int = 0
     production: int = 0
+    reviews: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, what: str, kind: str) -> None:
@@ -304,6 +305,8 @@ class Tally:
                 self.quiz_answers += 1
             elif kind == "label":
                 self.production += 1
+            elif kind == "expert":
+                self.reviews += 1
 
     def note(self, event: str, when: datetime | None = None) -> None:
         with self.lock:
