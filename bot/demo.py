@@ -465,7 +465,7 @@ def next_steps(folder: Path) -> str:
        labelbot gold support-intents {folder}/gold.jsonl
        labelbot member support-intents U0YOURID --tier lead
   4. Run it: labelbot serve   (Socket Mode; `labelbot serve --http` behind https://HOST/slack/events)
-     Then type /label quiz in Slack, and /label-report in a channel the bot is in.
+     Then, in Slack: /label quiz, /label, and as a lead /label-report and /label-export.
   Explore this run: DATABASE_URL=sqlite:///{folder}/{DB_NAME} labelbot report support-intents"""
 
 
