@@ -20,7 +20,25 @@ from bot.projects import create_project
 from storage.db import Database
 
 SPEC = {"slug": "bench", "name": "Bench", "task": "classification", "labels": ["a", "b", "c"]}
-WORDS = "the app crashed when I tried to pay my invoice and the refund never arrived please help".split()
+WORDS = [
+    "the",
+    "app",
+    "crashed",
+    "when",
+    "I",
+    "tried",
+    "to",
+    "pay",
+    "my",
+    "invoice",
+    "and",
+    "the",
+    "refund",
+    "never",
+    "arrived",
+    "please",
+    "help",
+]
 
 
 def write_jsonl(path: Path, rows: int) -> None:
@@ -72,8 +90,10 @@ def main() -> None:
             targets.append(("postgresql", args.postgres))
         for name, url in targets:
             elapsed, noop = run(url, path, args.rows)
-            print(f"{name:10} import {args.rows:,} rows: {elapsed:.1f} s = {args.rows / elapsed:,.0f} rows/s; "
-                  f"re-import (no-op) {noop:.1f} s = {args.rows / noop:,.0f} rows/s")
+            print(
+                f"{name:10} import {args.rows:,} rows: {elapsed:.1f} s = {args.rows / elapsed:,.0f} rows/s; "
+                f"re-import (no-op) {noop:.1f} s = {args.rows / noop:,.0f} rows/s"
+            )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:,.0f} MB")
 
