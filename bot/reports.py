@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import json
 import logging
 import math
@@ -39,7 +40,7 @@ from bot.quality import llm as llm_stats
 from bot.quality import scoring
 from bot.quality.common import Measure, answered, blind, counting, latest_per_rater, of_kind
 from storage.db import Database
-from storage.frames import draft_totals, labels_frame, local_days, members_frame
+from storage.frames import anchoring_counts, draft_totals, labels_frame, local_days, members_frame
 from storage.models import Member, Project, ReportRun, Tier
 
 log = logging.getLogger("labelbot.reports")
@@ -234,14 +235,16 @@ def build_report(db: Database, slug: str, *, since: datetime, until: datetime, n
         raise ReportError("The report window is empty: `until` must be after `since`.")
     timings: dict[str, float] = {}
     clock = _Stopwatch(timings)
-    load_since = min(since, until - timedelta(days=2 * CHANGE_DAYS))
+    change_edges = [until - timedelta(days=k * CHANGE_DAYS) for k in (2, 1, 0)]
     with db.read() as s:
         project = get_project(s, slug)
         spec = spec_of(project)
         clock.lap("project")
-        frame_all = labels_frame(s, project.id, load_since, until)
+        window = labels_frame(s, project.id, since, until)
         clock.lap("labels_frame")
         members = members_frame(s, project.id)
+        # Week on week anchoring from two GROUP BYs: last week's labels are never loaded.
+        change_counts = [anchoring_counts(s, project.id, a, b) for a, b in itertools.pairwise(change_edges)]
         stats = _call_drafting("draft_stats", s, project.id, since, until, spec)
         health = _call_drafting("drafter_health", s, project.id, since, now=now)
         if isinstance(stats, dict):
@@ -254,9 +257,20 @@ def build_report(db: Database, slug: str, *, since: datetime, until: datetime, n
         else:
             drafts = draft_totals(s, project.id, since, until)
         clock.lap("other_frames")
-    since_ts = pd.Timestamp(since)
-    window = frame_all if load_since == since else frame_all.loc[(frame_all["created_at"] >= since_ts).to_numpy()]
-    return _assemble(project, spec, window, frame_all, drafts, members, stats, health, since, until, now, clock)
+    change = _anchoring_change(*change_counts)
+    return _assemble(project, spec, window, change, drafts, members, stats, health, since, until, now, clock)
+
+
+def _anchoring_change(previous: tuple[int, ...], current: tuple[int, ...]) -> drift_stats.AnchoringChange:
+    """`drift.AnchoringChange` from (k1, n1, k0, n0) counts of the two windows; each side's difference
+    and Newcombe interval come from bot.quality.drift (its `_difference`, the same code `anchoring`
+    uses: there is no public counts entry point yet)."""
+    before, now = drift_stats._difference(*previous), drift_stats._difference(*current)
+    if before.ok and now.ok:
+        delta = Measure(value=now.value - before.value)
+    else:
+        delta = Measure.na(f"needs anchoring in both {CHANGE_DAYS}-day windows")
+    return drift_stats.AnchoringChange(current=now, previous=before, delta=delta, days=CHANGE_DAYS)
 
 
 class _Stopwatch:
@@ -302,7 +316,7 @@ def _assemble(
     project: Project,
     spec: ProjectSpec,
     window: pd.DataFrame,
-    frame_all: pd.DataFrame,
+    change: drift_stats.AnchoringChange,
     drafts: dict[str, int],
     members: pd.DataFrame,
     stats: Any,
@@ -320,11 +334,8 @@ def _assemble(
     gold_rows = answered(of_kind(window, "quiz", "honeypot"))
     heavy = {"tier", "member_id"} | ({"value"} if task is TaskType.CLASSIFICATION else set())
     keep = [c for c in window.columns if c not in heavy]
-    same = frame_all is window
     window = window[keep]
-    frame_all = window if same else frame_all[keep]
     ans = answered(window)
-    prod_all = of_kind(frame_all, "production")
     prod = of_kind(window, "production")
     prod_ans = answered(prod)
     # One answer per (item, annotator), only the columns the agreement measures read.
@@ -439,7 +450,6 @@ def _assemble(
     drift_sec.measure("anchoring", anchor.overall)
     drift_sec.measure("anchoring_shown", anchor.shown)
     drift_sec.measure("anchoring_blind", anchor.blind)
-    change = drift_stats.anchoring_change(answered(prod_all), until, days=CHANGE_DAYS)
     drift_sec.measure("anchoring_change", change.delta)
     drift_sec.measure("anchoring_previous", change.previous)
     drift_sec.set("anchoring_ci", [anchor.overall.ci_low, anchor.overall.ci_high] if anchor.overall.ok else None)

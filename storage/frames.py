@@ -60,6 +60,7 @@ __all__ = [
     "CHUNK_ROWS",
     "KINDS",
     "LABEL_FRAME_COLUMNS",
+    "anchoring_counts",
     "daily_throughput",
     "decode_values",
     "draft_totals",
@@ -570,6 +571,34 @@ def _assemble(chunks: _Chunks, members: pd.DataFrame | None) -> pd.DataFrame:
             "member_id": pd.Series(member_id, dtype="int64"),
         }
     )
+
+
+def anchoring_counts(session: Session, project_id: int, since: datetime, until: datetime) -> tuple[int, int, int, int]:
+    """(k1, n1, k0, n0) for production answers in [since, until) on items with a stored draft: n1
+    answers given with the draft shown, k1 of them equal to it; n0 and k0 the same without it shown.
+    One GROUP BY: what the week-on-week anchoring needs, without loading last week's labels."""
+    hit = case((Label.value_key == Draft.value_key, 1), else_=0)
+    shown = case((Label.draft_shown, 1), else_=0)
+    stmt = (
+        select(shown, hit, func.count())
+        .select_from(Label)
+        .join(Assignment, Assignment.id == Label.assignment_id)
+        .join(Draft, Draft.id == _draft_id())
+        .where(
+            Label.project_id == project_id,
+            Label.created_at >= since,
+            Label.created_at < until,
+            Label.kind == "production",
+            Label.action.in_(("accept", "edit", "reject", "manual")),
+            Label.value_key.is_not(None),
+            Draft.value_key.is_not(None),
+        )
+        .group_by(shown, hit)
+    )
+    counts = {(int(a), int(b)): int(n) for a, b, n in session.execute(stmt)}
+    k1, n1 = counts.get((1, 1), 0), counts.get((1, 1), 0) + counts.get((1, 0), 0)
+    k0, n0 = counts.get((0, 1), 0), counts.get((0, 1), 0) + counts.get((0, 0), 0)
+    return k1, n1, k0, n0
 
 
 # --- drafts ----------------------------------------------------------------------------------------

@@ -427,3 +427,21 @@ def test_a_suspended_member_gets_no_second_alert(lite: Database) -> None:
     alerts = _report(lite, sd).to_json()["alerts"]
     assert [(a["kind"], a["subject"]) for a in alerts if a["subject"] == "UB"] == [("suspension", "UB")]
     assert "UB was suspended: checks failed." in [a["text"] for a in alerts]
+
+
+def test_week_on_week_anchoring_change(db: Database) -> None:
+    """Previous week: shown 1 of 2 equal the draft, blind 1 of 2 -> 0. This week: shown 2 of 2, blind
+    0 of 2 -> +1. The change is +1 and raises the "rose" alert; last week's labels are counted in SQL."""
+    sd = Seeder(db)
+    with sd.batch():
+        for week, answers in ((-7, ["bug", "other", "bug", "other"]), (0, ["bug", "bug", "other", "other"])):
+            at = T0 + timedelta(days=week, hours=1)
+            for n, answer in enumerate(answers):
+                item = sd.item()
+                draft = sd.draft(item, "bug")
+                sd.label(item, "UA", answer, draft_id=draft, shown=n < 2, action="accept" if n < 2 else None, at=at)
+    data = _report(db, sd).to_json()
+    drift = data["drift"]
+    assert drift["anchoring"] == pytest.approx(1.0)
+    assert drift["anchoring_previous"] == pytest.approx(0.0) and drift["anchoring_change"] == pytest.approx(1.0)
+    assert any(a["kind"] == "anchoring" and "rose" in a["text"] for a in data["alerts"])
