@@ -243,8 +243,10 @@ def build_report(db: Database, slug: str, *, since: datetime, until: datetime, n
         window = labels_frame(s, project.id, since, until)
         clock.lap("labels_frame")
         members = members_frame(s, project.id)
-        # Week on week anchoring from two GROUP BYs: last week's labels are never loaded.
-        change_counts = [anchoring_counts(s, project.id, a, b) for a, b in itertools.pairwise(change_edges)]
+        # Week on week anchoring: a week the window does not cover is counted by a GROUP BY in SQL
+        # (for the daily report, last week's labels are never loaded).
+        change_windows = list(itertools.pairwise(change_edges))
+        change_counts = {w: anchoring_counts(s, project.id, *w) for w in change_windows if w[0] < since}
         stats = _call_drafting("draft_stats", s, project.id, since, until, spec)
         health = _call_drafting("drafter_health", s, project.id, since, now=now)
         if isinstance(stats, dict):
@@ -257,15 +259,27 @@ def build_report(db: Database, slug: str, *, since: datetime, until: datetime, n
         else:
             drafts = draft_totals(s, project.id, since, until)
         clock.lap("other_frames")
-    change = _anchoring_change(*change_counts)
+    change = _anchoring_change(window, change_windows, change_counts)
     return _assemble(project, spec, window, change, drafts, members, stats, health, since, until, now, clock)
 
 
-def _anchoring_change(previous: tuple[int, ...], current: tuple[int, ...]) -> drift_stats.AnchoringChange:
-    """`drift.AnchoringChange` from (k1, n1, k0, n0) counts of the two windows; each side's difference
-    and Newcombe interval come from bot.quality.drift (its `_difference`, the same code `anchoring`
-    uses: there is no public counts entry point yet)."""
-    before, now = drift_stats._difference(*previous), drift_stats._difference(*current)
+def _anchoring_change(
+    window: pd.DataFrame,
+    weeks: list[tuple[datetime, datetime]],
+    counts: dict[tuple[datetime, datetime], tuple[int, int, int, int]],
+) -> drift_stats.AnchoringChange:
+    """`drift.AnchoringChange` for the previous and the current week. A week inside the loaded window
+    is measured by `drift.anchoring` on its rows; a week outside it from its (k1, n1, k0, n0) counts by
+    `drift._difference`, the code `anchoring` itself uses (there is no public counts entry point yet)."""
+
+    def week(a: datetime, b: datetime) -> Measure:
+        if (a, b) in counts:
+            return drift_stats._difference(*counts[(a, b)])
+        created = window["created_at"]
+        rows = window.loc[((created >= pd.Timestamp(a)) & (created < pd.Timestamp(b))).to_numpy()]
+        return drift_stats.anchoring(answered(of_kind(rows, "production"))).overall
+
+    before, now = (week(a, b) for a, b in weeks)
     if before.ok and now.ok:
         delta = Measure(value=now.value - before.value)
     else:

@@ -445,3 +445,7 @@ def test_week_on_week_anchoring_change(db: Database) -> None:
     assert drift["anchoring"] == pytest.approx(1.0)
     assert drift["anchoring_previous"] == pytest.approx(0.0) and drift["anchoring_change"] == pytest.approx(1.0)
     assert any(a["kind"] == "anchoring" and "rose" in a["text"] for a in data["alerts"])
+    # a 14-day window holds both weeks: measured on the loaded rows, with the same result
+    wide = build_report(db, sd.slug, since=WINDOW[1] - timedelta(days=14), until=WINDOW[1], now=WINDOW[1])
+    assert wide.drift["anchoring_previous"] == pytest.approx(0.0)
+    assert wide.drift["anchoring_change"] == pytest.approx(1.0)
