@@ -498,3 +498,25 @@ def escalated_items(session: Session, project: Project, now: datetime, limit: in
         for item_id, ext, text, reason, updated in rows
     ]
     return QueueListing(items, int(total))
+
+
+# --------------------------------------------------------------------------------------------
+# Scheduled job
+# --------------------------------------------------------------------------------------------
+
+
+def schedule(scheduler: Any, deps: Any) -> None:
+    """Hourly, send settled items below `escalation.min_confidence` to the experts (once per hour
+    across replicas)."""
+    from bot.projects import list_projects
+    from bot.scheduler import once_per_period
+
+    def job() -> None:
+        now = deps.clock.now()
+        with deps.db.read() as s:
+            slugs = [p.slug for p in list_projects(s) if spec_of(p).escalation.min_confidence is not None]
+        for slug in slugs:
+            if once_per_period(deps.db, f"low-confidence:{slug}", now.strftime("%Y-%m-%dT%H"), now):
+                refresh_low_confidence(deps.db, slug, now)
+
+    scheduler.add_job(job, "interval", minutes=5, id="low_confidence", max_instances=1, coalesce=True)

@@ -19,7 +19,7 @@ from storage.models import JobLock
 log = logging.getLogger("labelbot.scheduler")
 
 # Modules that contribute jobs with a `schedule(scheduler, deps)` function.
-JOB_MODULES = ("bot.drafting", "bot.reports", "bot.labeling")
+JOB_MODULES = ("bot.drafting", "bot.reports", "bot.labeling", "bot.adjudication")
 
 
 def instance_name() -> str:
