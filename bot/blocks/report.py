@@ -107,11 +107,10 @@ def summary_blocks(data: dict[str, Any], *, title: str | None = None, max_rows: 
     """Block Kit for a report's JSON (`Report.to_json()`); at most 50 blocks, texts within limits."""
     name = data.get("name") or data.get("project") or "project"
     blocks: list[dict[str, Any]] = [header(title or f"Quality report: {name}")]
-    days = data.get("throughput", {}).get("per_day", [])
     blocks.append(
         context_md(
             f"*{_e(data.get('project', ''), 60)}* · {data.get('task', '')} · {_window(data)}"
-            f" · {len(days)} day{'s' if len(days) != 1 else ''} shown in {_e(data.get('timezone', 'UTC'), 60)}"
+            f" · days counted in {_e(data.get('timezone', 'UTC'), 60)}"
         )
     )
 
@@ -219,7 +218,8 @@ def _draft_lines(drafts: dict[str, Any]) -> list[str]:
         f"Accepted {pct(drafts.get('accept_rate'))}, edited {pct(drafts.get('edit_rate'))}, "
         f"rejected {pct(drafts.get('reject_rate'))}",
         f"Median seconds: {fmt(drafts.get('median_seconds_drafted'), 1)} with a draft, "
-        f"{fmt(drafts.get('median_seconds_blind'), 1)} without (speed-up ×{fmt(drafts.get('speedup'), 2)})",
+        f"{fmt(drafts.get('median_seconds_blind'), 1)} without (speed-up "
+        + (f"×{drafts['speedup']:.2f})" if drafts.get("speedup") is not None else "n/a)"),
     ]
     cost = drafts.get("cost_usd")
     lines.append(
@@ -243,8 +243,8 @@ def _drift_lines(drift: dict[str, Any]) -> list[str]:
         f"Cramér's V {fmt(drift.get('cramers_v'))}, JS distance {fmt(drift.get('js_distance'))}",
         f"Anchoring {_signed(drift.get('anchoring'))}{_ci(detail.get('anchoring'))}: answers match the draft "
         f"{pct(drift.get('anchoring_shown'))} when shown vs {pct(drift.get('anchoring_blind'))} when hidden",
-        f"Change on the previous 7 days: {_signed(drift.get('anchoring_change'))} "
-        f"(was {_signed(drift.get('anchoring_previous'))})",
+        f"Week on week: {_signed(drift.get('anchoring_change'))} "
+        f"(anchoring in the 7 days before: {_signed(drift.get('anchoring_previous'))})",
     ]
 
 
