@@ -305,13 +305,13 @@ def pg() -> Iterator[Database]:
     yield from _pg_schema_database()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fake() -> Iterator[FakeSlack]:
     with FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM) as f:
         yield f
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def replicas(pg: Database, fake: FakeSlack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
     env = app_env(pg, fake)
     logs = tmp_path_factory.mktemp("replicas")
@@ -324,7 +324,7 @@ def replicas(pg: Database, fake: FakeSlack, tmp_path_factory: pytest.TempPathFac
         yield pair
     finally:
         for r in pair:
-            r.stop()
+            r.kill()  # graceful shutdown has its own test (tests/test_server.py); do not wait for it here
     for r in pair:
         assert "Traceback" not in r.log_text(), r.log_tail(80)
 
@@ -381,7 +381,8 @@ def _check_invariants(db: Database, slug: str, redundancy: int = 3) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_concurrent_annotators_on_two_replicas(pg, fake, replicas, clock):
+def concurrent_annotators_on_two_replicas(pg: Database, fake: FakeSlack, replicas: list[Replica],
+                                          clock: Any) -> None:
     users = [f"U0CC{i:02d}" for i in range(14)]
     _project(pg, "cc", 30, users, clock)
     crowd = Crowd(fake, replicas)
@@ -395,7 +396,8 @@ def test_concurrent_annotators_on_two_replicas(pg, fake, replicas, clock):
     assert not any("went wrong" in str(r["payload"]) for r in fake.responses)
 
 
-def test_every_click_delivered_three_times_stores_one_label(pg, fake, replicas, clock):
+def every_click_delivered_three_times_stores_one_label(pg: Database, fake: FakeSlack, replicas: list[Replica],
+                                                       clock: Any) -> None:
     users = [f"U0DD{i:02d}" for i in range(6)]
     _project(pg, "dd", 8, users, clock)
     crowd = Crowd(fake, replicas, duplicates=3)
@@ -461,7 +463,8 @@ def test_daily_report_is_posted_once_by_two_replicas(pg, fake, clock):
     assert len(summaries) == (1 if runs[0].status == "posted" else 0), (runs[0].status, runs[0].error)
 
 
-def test_a_replica_killed_mid_load_loses_no_acknowledged_label_and_leases_come_back(pg, fake, replicas, clock):
+def a_replica_killed_mid_load_loses_no_acknowledged_label_and_leases_come_back(
+        pg: Database, fake: FakeSlack, replicas: list[Replica], clock: Any) -> None:
     a = replicas[0]
     users = [f"U0KK{i:02d}" for i in range(14)]
     _project(pg, "kk", 40, users, clock, lease_minutes=5)
@@ -521,3 +524,11 @@ def test_a_replica_killed_mid_load_loses_no_acknowledged_label_and_leases_come_b
     assert any(c.replica == "A" and c.sent > restarted_at for c in again.clicks)  # the restarted replica serves
     assert set(_counting_labels_per_item(pg, "kk").values()) == {3}
     _check_invariants(pg, "kk")
+
+
+def test_two_replicas_under_concurrency_duplicates_and_a_crash(pg, fake, replicas, clock):
+    """One test, so the two app processes start once even when pytest-xdist spreads this module's tests
+    over several workers; each part uses its own project and annotators."""
+    concurrent_annotators_on_two_replicas(pg, fake, replicas, clock)
+    every_click_delivered_three_times_stores_one_label(pg, fake, replicas, clock)
+    a_replica_killed_mid_load_loses_no_acknowledged_label_and_leases_come_back(pg, fake, replicas, clock)
