@@ -377,13 +377,16 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
 
 def _an_example(fake: Any) -> list[str]:
     """One example message as the bot sent it (untrusted markup in the item, a draft), as text lines."""
-    posts = [p for p in fake.calls_to("chat.postMessage") if "lb.controls" in json.dumps(p.get("blocks"))]
-    drafted = [p for p in posts if '"lb.draft"' in json.dumps(p.get("blocks"))]
-    hostile = [p for p in drafted if "<!channel>" in json.dumps(p.get("blocks"))]
-    chosen = (hostile or drafted or posts or [None])[0]
-    if chosen is None:
+
+    def looks(*needles: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda params: all(n in str(params.get("blocks")) for n in needles)
+
+    found = (fake.find_call("chat.postMessage", looks("lb.controls", "lb.draft", "<!channel>"))
+             or fake.find_call("chat.postMessage", looks("lb.controls", "lb.draft"))
+             or fake.find_call("chat.postMessage", looks("lb.controls")))
+    if found is None:
         return []
-    blocks = chosen["blocks"]
+    blocks = found["blocks"]
     return render_blocks(json.loads(blocks) if isinstance(blocks, str) else blocks)
 
 

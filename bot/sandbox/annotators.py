@@ -12,6 +12,7 @@ while the whole run takes seconds of wall time.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import threading
@@ -201,6 +202,14 @@ class DemoSlack(FakeSlack):
         except AssertionError:
             return None
         return self.newest(channel_id)
+
+    def find_call(self, method: str, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The params of the first `method` call matching `predicate` (a copy), without copying the rest."""
+        with self._cond:
+            for name, params in self._calls:
+                if name == method and predicate(params):
+                    return copy.deepcopy(params)
+        return None
 
     def replies_to(self, user_id: str, start: int = 0) -> list[str]:
         """The texts the bot answered this user through response_url (ephemeral replies), oldest first,
