@@ -549,14 +549,14 @@ def _quiet_bolt() -> None:
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed for the simulated people.")
 @click.option("--model", help="The LLM model for drafts when OPENAI_API_KEY is set (default: the project's, "
                               "gpt-4o-mini); e.g. a model name your vLLM or Ollama server knows.")
-@click.option("--small", is_flag=True, help="A quick run: 40 items, 3 annotators, 2 days (for tests).")
+@click.option("--small", is_flag=True, help="A quick run: 30 items, 3 annotators, 2 days (for tests).")
 def demo(folder: Path, annotators: int, accuracy: float, accept_bias: float, items: int, days: int, seed: int,
          model: str | None, small: bool) -> None:
     """Run the whole loop offline: fake Slack, the real app, simulated annotators, report, chart, export."""
     from rich.console import Console
 
     if small:
-        items, annotators, days = min(items, 40), min(annotators, 3), min(days, 2)
+        items, annotators, days = min(items, 30), min(annotators, 3), min(days, 2)
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     _quiet_bolt()
     opts = DemoOptions(folder=folder, annotators=annotators, accuracy=accuracy, accept_bias=accept_bias,

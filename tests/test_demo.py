@@ -157,7 +157,7 @@ def test_small_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
     final = _rows(folder / "labels.jsonl")
-    assert len(final) >= 20
+    assert len(final) >= 15
     spec = load_spec(DEMO_DATA / "project.yml")
     for row in final:
         assert set(row) >= FINAL_KEYS
@@ -170,9 +170,9 @@ def test_small_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     db = Database(f"sqlite:///{folder / DB_NAME}")
     try:
         with db.read() as s:
-            assert s.scalar(select(func.count()).select_from(Item).where(Item.is_gold.is_(False))) == 40
+            assert s.scalar(select(func.count()).select_from(Item).where(Item.is_gold.is_(False))) == 30
             kinds = Counter(s.scalars(select(Label.kind)))
-            assert kinds["quiz"] >= 30 and kinds["production"] >= 80
+            assert kinds["quiz"] >= 30 and kinds["production"] >= 60
             assert s.scalar(select(func.count()).select_from(Draft).where(Draft.simulated.is_(False))) == 0
             actions = Counter(s.scalars(select(Label.action).where(Label.kind == "production")))
             assert actions["accept"] and (actions["reject"] or actions["manual"])
