@@ -65,8 +65,7 @@ def build_app(deps: Deps) -> App:
         kwargs["oauth_settings"] = oauth_settings(deps)
         kwargs["client"] = make_client(settings)  # SLACK_API_URL and retries apply to every workspace's client
     else:
-        kwargs["client"] = deps.client or make_client(settings)
-        kwargs["token"] = (deps.client.token if deps.client else None) or settings.slack_bot_token
+        kwargs["client"] = deps.client or make_client(settings)  # Bolt takes the bot token from it
     app = App(**kwargs)
 
     @app.error

@@ -34,6 +34,9 @@ class Database:
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         self._local = threading.local()
+        self._write_lock: contextlib.AbstractContextManager = (
+            threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -70,8 +73,11 @@ class Database:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """A write unit of work: commit on success, roll back on any error."""
-        with self._factory() as session, session.begin():
+        """A write unit of work: commit on success, roll back on any error.
+
+        On SQLite, writers of this process queue on a lock instead of SQLite's busy timeout (which
+        backs off by sleeping); other processes still queue on the busy timeout."""
+        with self._write_lock, self._factory() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
