@@ -56,6 +56,7 @@ from sqlalchemy import create_engine, func, select, text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from click_cost import SECRET, TEAM, TOKEN, seed
 
+from bot.sandbox import http as sandbox_http
 from bot.sandbox.driver import Driver
 from bot.sandbox.fake_slack import FakeSlack
 from storage.db import Database, normalize_url
@@ -72,6 +73,9 @@ class LoadSlack(FakeSlack):
     its memory flat over long runs."""
 
     def __init__(self) -> None:
+        # socketserver's listen backlog is 5: dozens of app threads calling at once get connection
+        # resets from the fake (not from the app); Slack's real endpoint has no such limit.
+        sandbox_http._Server.request_queue_size = 256
         super().__init__(bot_token=TOKEN, team_id=TEAM)
         self._posted: dict[str, threading.Condition] = collections.defaultdict(threading.Condition)
         self.latest: dict[str, tuple[float, dict[str, Any]]] = {}

@@ -306,7 +306,12 @@ def pg() -> Iterator[Database]:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeSlack]:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlack]:
+    from bot.sandbox import http as sandbox_http
+
+    # socketserver's listen backlog of 5 makes the fake reset connections when two replicas' listener
+    # threads call it at once (a limit of the stand-in, not of Slack).
+    monkeypatch.setattr(sandbox_http._Server, "request_queue_size", 128)
     with FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM) as f:
         yield f
 
