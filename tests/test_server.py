@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
-import pytest
 from sqlalchemy import func, select
 
 from bot.app import Deps
@@ -113,6 +112,9 @@ def test_labelbot_serve_http_two_workers_scheduler_and_graceful_sigterm(tmp_path
             assert time.monotonic() - started < 1.0  # acked before the slow part
             time.sleep(0.2)
             assert server.terminate(timeout=30) == 0
+            leftovers = subprocess.run(["pgrep", "-f", "--", f"--port {server.port} "], capture_output=True,
+                                       text=True).stdout.split()
+            assert leftovers == [], "gunicorn workers outlived their master"
             assert len(fake.messages(ann.dm)) == 3  # the delayed next example went out before exit
             with db.read() as s:
                 assert s.scalar(select(func.count()).select_from(Label)) == 2
@@ -154,11 +156,3 @@ def test_socket_mode_connects_and_shuts_down_on_sigterm(tmp_path: Path, monkeypa
     assert events == ["init xapp-test", "connect", "close"]
     with Database(settings.database_url).read() as s:  # migrated before serving
         assert s.scalar(select(func.count()).select_from(Label)) == 0
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_children() -> Any:
-    yield
-    # every server above is stopped in its test; nothing may outlive it
-    out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
-    assert not out, f"child processes left behind: {out}"
