@@ -144,8 +144,13 @@ def pacing_middleware(pacer: ChannelPacer) -> Callable[..., Any]:
 
 
 def install(app: Any, deps: Any, pacer: ChannelPacer | None = None) -> ChannelPacer:
-    """Pace every listener's chat.postMessage and the jobs' client (deps.client) with one pacer."""
+    """Pace every listener's chat.postMessage and the jobs' client (deps.client) with one pacer.
+    Idempotent per app: a second call returns the pacer already installed."""
+    installed = getattr(app, "_labelbot_pacer", None)
+    if installed is not None:
+        return installed
     pacer = pacer or ChannelPacer.from_env()
+    app._labelbot_pacer = pacer
     deps.extras["pacer"] = pacer
     if pacer.enabled:
         app.use(pacing_middleware(pacer))
