@@ -373,12 +373,12 @@ def _assemble(
 
     # --- agreement
     agree = _Section()
-    percent = agreement_stats.percent_agreement(agree_rows)
-    agree.measure("percent", percent)
     pairs: list[agreement_stats.PairKappa] = []
     per_label: dict[str, Measure] = {}
     if task is TaskType.CLASSIFICATION:
         summary = agreement_stats.classification_agreement(agree_rows, max_pairs=MAX_KAPPA_PAIRS)
+        percent = summary.percent
+        agree.measure("percent", percent)
         pairs = summary.pairs
         agree.measure("fleiss_kappa", summary.fleiss)
         agree.measure("krippendorff_alpha", summary.alpha)
@@ -386,6 +386,8 @@ def _assemble(
         per_label = summary.per_label
         agree.set("confusions", [c.to_dict() for c in summary.confusions])
     else:
+        percent = agreement_stats.percent_agreement(agree_rows)
+        agree.measure("percent", percent)
         why = f"n/a: defined for classification; this is a {task.value} project"
         for name in ("fleiss_kappa", "krippendorff_alpha", "mean_cohen_kappa"):
             agree.na(name, why)

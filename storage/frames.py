@@ -72,7 +72,7 @@ __all__ = [
     "throughput_frame",
 ]
 
-CHUNK_ROWS = 500_000
+CHUNK_ROWS = 1_000_000
 ACTIONS: tuple[str, ...] = ("accept", "edit", "reject", "manual", "skip", "ambiguous")
 KINDS: tuple[str, ...] = ("production", "quiz", "honeypot", "expert")
 _UNKNOWN = 7  # action/kind code of a value outside the lists above
@@ -342,6 +342,23 @@ def _pairs(session: Session, ids: Any, keys: Any, where: list[Any], dialect: str
     return got_ids[order], [got_keys[i] for i in order]
 
 
+def _lookup(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in the sorted unique `ids`, found) for each wanted id: a dense table when the ids
+    are compact (a take, no binary search), else searchsorted."""
+    if len(ids) == 0:
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    lo, hi = int(ids[0]), int(ids[-1])
+    span = hi - lo + 1
+    if span <= max(4 * len(ids), 1 << 16) and span <= 50_000_000:
+        table = np.full(span, -1, np.int64)
+        table[ids - lo] = np.arange(len(ids))
+        pos = table[np.clip(wanted - lo, 0, span - 1)]
+        pos[(wanted < lo) | (wanted > hi)] = -1
+        return np.maximum(pos, 0), pos >= 0
+    pos = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
+    return pos, ids[pos] == wanted
+
+
 def _by_id(wanted: np.ndarray, ids: np.ndarray, keys: list[Any]) -> pd.Categorical:
     """The key of each wanted id (missing where the id is unknown or -1), as a sorted categorical."""
     codes, uniques = pd.factorize(np.asarray(keys, dtype=object), use_na_sentinel=True)
@@ -353,8 +370,7 @@ def _by_id(wanted: np.ndarray, ids: np.ndarray, keys: list[Any]) -> pd.Categoric
     remap[order] = np.arange(len(uniques), dtype=np.int32)
     remap[-1] = -1
     key_codes = remap[codes]
-    pos = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
-    found = ids[pos] == wanted
+    pos, found = _lookup(ids, wanted)
     return pd.Categorical.from_codes(np.where(found, key_codes[pos], -1).astype(np.int32), categories=categories)
 
 
@@ -419,9 +435,9 @@ def _fetch_columns(session: Session, base: Any, out: _Chunks, chunk_rows: int) -
             func.count(),
             joined(Label.item_id),
             joined(Label.member_id),
-            joined(_flags("sqlite")),
-            # milliseconds as integers: formatting REALs as text is SQLite's slowest part here
-            joined(func.coalesce(cast(func.round(Label.seconds * 1000), Integer), -1)),
+            # flags (9 bits) and the milliseconds taken + 1 (0: none) in one integer: every column
+            # costs SQLite a text conversion per row, and formatting REALs is the slowest of them
+            joined(_flags("sqlite") + 512 * (func.coalesce(cast(func.round(Label.seconds * 1000), Integer), -1) + 1)),
             joined(func.coalesce(_draft_id(), -1)),
             joined(type_coerce(Label.created_at, String)),
             key(Label.value_key),
@@ -434,11 +450,11 @@ def _fetch_columns(session: Session, base: Any, out: _Chunks, chunk_rows: int) -
         n = int(row[0])
         if n == 0:
             continue
-        item, member, flags, millis = (np.fromstring(row[i], dtype=np.int64, sep=",") for i in (1, 2, 3, 4))
+        item, member, packed, draft = (np.fromstring(row[i], dtype=np.int64, sep=",") for i in (1, 2, 3, 4))
+        flags, millis = packed & 511, (packed >> 9) - 1
         seconds = np.where(millis < 0, np.nan, millis / 1000)
-        draft = np.fromstring(row[5], dtype=np.int64, sep=",")
-        created = row[6].split(",")
-        value_key = row[7].split(_RS)
+        created = row[5].split(",")
+        value_key = row[6].split(_RS)
         if any(len(c) != n for c in (item, member, flags, seconds, draft, created, value_key)):
             raise _Fallback("a column did not split into one value per row")
         out.item_id.append(item)
@@ -530,8 +546,7 @@ def _assemble(chunks: _Chunks, members: pd.DataFrame | None) -> pd.DataFrame:
     # annotator and tier from the (small) members table, by member id
     if members is not None and len(members):
         ids = members["member_id"].to_numpy(dtype=np.int64)
-        pos = np.clip(np.searchsorted(ids, member_id), 0, len(ids) - 1)
-        known = ids[pos] == member_id
+        pos, known = _lookup(ids, member_id)
         users = pd.Index(sorted(set(members["user_id"].astype(object))), dtype=object)
         tiers = pd.Index(sorted(set(members["tier"].astype(object))), dtype=object)
         user_code = users.get_indexer(members["user_id"].astype(object))

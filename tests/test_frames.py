@@ -511,3 +511,14 @@ def test_unknown_action_is_kept_as_unknown(db: Database) -> None:
     with db.read() as s:
         frame = labels_frame(s, sd.project_id)
     assert objs(frame["action"]) == ["unknown"]
+
+
+@pytest.mark.parametrize("ids", [[3, 5, 9], [3, 5, 10**9]])  # a dense table, and a binary search
+def test_lookup_by_id(ids: list[int]) -> None:
+    from storage.frames import _lookup
+
+    pos, found = _lookup(np.array(ids), np.array([5, 4, 3, 10**9, -1, 9, 2 * 10**9]))
+    expected = {3: 0, 5: 1, 9: 2, 10**9: 2}
+    wanted = [5, 4, 3, 10**9, -1, 9, 2 * 10**9]
+    assert found.tolist() == [w in ids for w in wanted]
+    assert [int(p) for p, f in zip(pos, found, strict=True) if f] == [expected[w] for w in wanted if w in ids]
