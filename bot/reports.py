@@ -38,7 +38,16 @@ from bot.quality import agreement as agreement_stats
 from bot.quality import drift as drift_stats
 from bot.quality import llm as llm_stats
 from bot.quality import scoring
-from bot.quality.common import Measure, answered, blind, counting, latest_per_rater, of_kind
+from bot.quality.common import (
+    ANSWER_ACTIONS,
+    Measure,
+    answered,
+    blind,
+    counting,
+    latest_per_rater,
+    of_kind,
+    same_key,
+)
 from storage.db import Database
 from storage.frames import anchoring_counts, draft_totals, labels_frame, local_days, members_frame
 from storage.models import Member, Project, ReportRun, Tier
@@ -268,16 +277,13 @@ def _anchoring_change(
     weeks: list[tuple[datetime, datetime]],
     counts: dict[tuple[datetime, datetime], tuple[int, int, int, int]],
 ) -> drift_stats.AnchoringChange:
-    """`drift.AnchoringChange` for the previous and the current week. A week inside the loaded window
-    is measured by `drift.anchoring` on its rows; a week outside it from its (k1, n1, k0, n0) counts by
-    `drift._difference`, the code `anchoring` itself uses (there is no public counts entry point yet)."""
+    """`drift.AnchoringChange` for the previous and the current week from their (k1, n1, k0, n0) counts
+    (SQL for a week outside the loaded window, the frame's rows otherwise), each turned into the
+    difference and its Newcombe interval by `drift._difference`, the code `drift.anchoring` uses (there
+    is no public counts entry point yet)."""
 
     def week(a: datetime, b: datetime) -> Measure:
-        if (a, b) in counts:
-            return drift_stats._difference(*counts[(a, b)])
-        created = window["created_at"]
-        rows = window.loc[((created >= pd.Timestamp(a)) & (created < pd.Timestamp(b))).to_numpy()]
-        return drift_stats.anchoring(answered(of_kind(rows, "production"))).overall
+        return drift_stats._difference(*(counts[(a, b)] if (a, b) in counts else _week_counts(window, a, b)))
 
     before, now = (week(a, b) for a, b in weeks)
     if before.ok and now.ok:
@@ -491,6 +497,20 @@ def _assemble(
     report.alerts = _alerts(spec, report, hidden, hidden_flags, anchor, label_drift, change, suspended)
     clock.lap("people_alerts")
     return report
+
+
+def _week_counts(window: pd.DataFrame, a: datetime, b: datetime) -> tuple[int, int, int, int]:
+    """The rows `storage.frames.anchoring_counts` counts in SQL, counted on the frame: production
+    answers created in [a, b) on items with a stored draft; k = answers equal to the draft."""
+    created = window["created_at"]
+    keep = (
+        (created >= pd.Timestamp(a)) & (created < pd.Timestamp(b)) & window["kind"].eq("production")
+        & window["action"].isin(ANSWER_ACTIONS) & window["value_key"].notna() & window["draft_key"].notna()
+    ).to_numpy()  # fmt: skip
+    rows = window.loc[keep]
+    hit = same_key(rows["value_key"], rows["draft_key"])
+    shown = rows["draft_shown"].to_numpy(dtype=bool)
+    return int((hit & shown).sum()), int(shown.sum()), int((hit & ~shown).sum()), int((~shown).sum())
 
 
 def _days(since: datetime, until: datetime, tz: str) -> list[date]:
