@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from bot.config import ProjectSpec, TaskType
 from bot.domain import Answer, Progress, Task
@@ -68,6 +68,7 @@ def usable_draft(session: Session, item_id: int) -> Draft | None:
     one replaces it as soon as the prefetch worker has drafted the item again (item_id index)."""
     return session.scalar(
         select(Draft)
+        .options(load_only(Draft.id, Draft.status, Draft.value, Draft.value_key, Draft.confidence, Draft.simulated))
         .where(Draft.item_id == item_id, Draft.status == DraftStatus.OK)
         .order_by(Draft.id.desc())
         .limit(1)
@@ -118,8 +119,9 @@ def _queue_left(session: Session, project_id: int) -> int:
 
 
 def _lock_member(session: Session, member: Member) -> None:
-    """Serialize serving for one member (PostgreSQL row lock; SQLite writers are serialized)."""
-    session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
+    """Serialize serving for one member (PostgreSQL row lock; SQLite writers are already serialized)."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
 
 
 # ------------------------------------------------------------------------------------------
@@ -202,6 +204,9 @@ def _claim_production(session: Session, project: Project, member: Member, dialec
         .limit(1)
     )
     if dialect == "postgresql":
+        # SKIP LOCKED: never wait on another annotator's claim. (Waiting instead deadlocks against a
+        # transaction that holds its answered item's row; the cost is that a queue whose last items are
+        # locked for an instant reads as empty, and the person types /label again.)
         q = q.with_for_update(skip_locked=True, of=Item)
     item = session.scalar(q)
     if item is None:

@@ -180,7 +180,10 @@ class LabelingHandlers:
             respond(text=":pencil2: Your quiz is in your DM with me.", response_type="ephemeral")
 
     # -------------------------------------------------------------------------------- answers
-    def _answer(self, body: dict[str, Any], client: WebClient, aid: int, action: str, value: Any = None) -> None:
+    def _answer(self, ack: Any, body: dict[str, Any], client: WebClient, aid: int, action: str,
+                value: Any = None) -> None:
+        """Store the answer and lease the next example in one unit of work, THEN ack: an HTTP 200 for
+        a click means the answer is stored (it takes milliseconds, well inside Slack's 3 s)."""
         team, user = _team(body), _user(body)
         now = self.clock.now()
         try:
@@ -189,8 +192,10 @@ class LabelingHandlers:
                                        value=value, now=now)
                 follow = None if answer.duplicate else self._follow_up(s, answer, now)
         except Refused as err:
+            ack()
             self.tell(client, body, str(err))
             return
+        ack()
         if answer.duplicate:
             return  # a double click, a retry or a replay: already recorded, nothing more to do
         self._after(body, client, answer, follow, team, user)
@@ -216,7 +221,16 @@ class LabelingHandlers:
             blocks = blocks + ui.feedback_blocks(fb)
         channel = answer.channel or (body.get("channel") or {}).get("id")
         ts = answer.ts or (body.get("container") or {}).get("message_ts")
-        if channel and ts:
+        container_ts = (body.get("container") or {}).get("message_ts")
+        if body.get("response_url") and container_ts and container_ts == ts:
+            # The click came from this very message: replace it through its response_url, which spares
+            # chat.update's per-workspace rate limit (Tier 3) on every click.
+            sent = WebhookClient(body["response_url"], timeout=10).send(
+                text=text, blocks=blocks, replace_original=True
+            )
+            if sent.status_code != 200 and channel:  # e.g. a response_url past its 30 minutes
+                client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        elif channel and ts:
             client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
         if fb is not None and fb.finished:
             end_text, end_blocks = ui.quiz_end_message(fb, quiz_summary_lines(fb), answer.project_slug)
@@ -247,35 +261,35 @@ class LabelingHandlers:
         return progress_for(s, project, member, self.clock.now()).done_today if member else 0
 
     def on_choose(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        ack()
         raw = action.get("value") or (action.get("selected_option") or {}).get("value", "")
         try:
             aid, index = _parse_value(raw)
             if index is None:
                 raise Refused("That button is not one of ours, so nothing was recorded.")
         except Refused as err:
+            ack()
             self.tell(client, body, str(err))
             return
-        self._answer(body, client, aid, "choose", index)
+        self._answer(ack, body, client, aid, "choose", index)
 
     def _simple(self, verb: str):  # type: ignore[no-untyped-def]
         def listener(ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-            ack()
             try:
                 aid, _ = _parse_value(action.get("value", ""))
             except Refused as err:
+                ack()
                 self.tell(client, body, str(err))
                 return
-            self._answer(body, client, aid, verb)
+            self._answer(ack, body, client, aid, verb)
 
         listener.__name__ = f"on_{verb}"
         return listener
 
     def on_submit_checks(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        ack()
         try:
             aid, _ = _parse_value(action.get("value", ""))
         except Refused as err:
+            ack()
             self.tell(client, body, str(err))
             return
         state = (body.get("state") or {}).get("values", {})
@@ -284,7 +298,7 @@ class LabelingHandlers:
             if Action.CHECKS in block:
                 selected = block[Action.CHECKS].get("selected_options") or []
         indices = [int(o["value"]) for o in (selected or []) if str(o.get("value", "")).isdigit()]
-        self._answer(body, client, aid, "edit", ("indices", indices))
+        self._answer(ack, body, client, aid, "edit", ("indices", indices))
 
     def on_noop(self, ack: Any) -> None:
         ack()

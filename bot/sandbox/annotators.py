@@ -220,6 +220,8 @@ class DemoSlack(FakeSlack):
                 self._replies_scanned = 0
             for entry in self._responses[self._replies_scanned :]:
                 payload = entry.get("payload")
+                if isinstance(payload, dict) and payload.get("replace_original"):
+                    continue  # the answered example turned into its record: not a reply
                 text = str(payload.get("text", "")) if isinstance(payload, dict) else ""
                 self._replies.setdefault(str(entry.get("user")), []).append(text)
             self._replies_scanned = len(self._responses)
