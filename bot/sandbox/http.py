@@ -180,6 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 resets connections when many listener threads call at once
     owner: FakeHTTPServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -267,6 +268,7 @@ class _QuietWSGIRequestHandler(WSGIRequestHandler):
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128
 
 
 @contextlib.contextmanager
