@@ -83,17 +83,43 @@ def start_of_day(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+_DONE_TTL = 120.0
+_done_cache: dict[tuple[str, int, str], tuple[float, int]] = {}
+_PROGRESS_KINDS = (AssignmentKind.PRODUCTION, AssignmentKind.HONEYPOT, AssignmentKind.EXPERT)
+
+
+def _done_key(session: Session, member_id: int, now: datetime) -> tuple[str, int, str]:
+    return (str(session.get_bind().url), member_id, start_of_day(now).date().isoformat())
+
+
+def _count_done(session: Session, member_id: int, now: datetime) -> None:
+    """Keep the cached "done today" in step with an answer just stored (this process's view)."""
+    key = _done_key(session, member_id, now)
+    cached = _done_cache.get(key)
+    if cached is not None:
+        _done_cache[key] = (cached[0], cached[1] + 1)
+
+
 def progress_for(session: Session, project: Project, member: Member, now: datetime) -> Progress:
+    """Done today and left in the queue, for the progress line (both cached briefly: a guide, not a
+    ledger, and a click should not pay for two aggregate queries)."""
+    key = _done_key(session, member.id, now)
+    cached = _done_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return Progress(cached[1], _queue_left(session, project.id))
     done_today = session.scalar(
         select(func.count())
         .select_from(Label)
         .where(
             Label.member_id == member.id,
-            Label.kind.in_([AssignmentKind.PRODUCTION, AssignmentKind.HONEYPOT, AssignmentKind.EXPERT]),
+            Label.kind.in_(_PROGRESS_KINDS),
             Label.created_at >= start_of_day(now),
             Label.action.notin_([Action.SKIP]),
         )
     )
+    if len(_done_cache) > 10_000:
+        _done_cache.clear()
+    _done_cache[key] = (time.monotonic() + _DONE_TTL, int(done_today or 0))
     return Progress(int(done_today or 0), _queue_left(session, project.id))
 
 
@@ -267,11 +293,16 @@ def _pick_honeypot(session: Session, project: Project, spec: ProjectSpec, member
     return session.scalar(base.offset(pivot).limit(1)) or session.scalar(base.limit(1))
 
 
-def next_task(session: Session, project: Project, member: Member, now: datetime, dialect: str) -> Task | None:
-    """Continue the member's open example or lease a new one. None when there is nothing to do."""
+def next_task(
+    session: Session, project: Project, member: Member, now: datetime, dialect: str, *, resume: bool = True
+) -> Task | None:
+    """Continue the member's open example or lease a new one. None when there is nothing to do.
+
+    `resume=False` right after an answer: the member's one open example was just closed (serving is
+    serialized per member), so there is nothing to continue."""
     spec = spec_of(project)
     _lock_member(session, member)
-    current = _open_assignment(session, member, now)
+    current = _open_assignment(session, member, now) if resume else None
     if current is not None:
         return build_task(session, project, spec, current, now)
 
@@ -420,12 +451,20 @@ def record_answer(
 
     `action` is one of: choose (a label / a submitted value), accept, edit, reject, skip, ambiguous.
     """
-    assignment = load_assignment(session, assignment_id, team_id, user_id, now)
-    project = session.get(Project, assignment.project_id)
-    assert project is not None
+    # One statement for the assignment, its item, project and member; the assignment and the item are
+    # locked (the item's counters change below: no lost updates between concurrent answers).
+    row = session.execute(
+        select(Assignment, Item, Project, Member)
+        .join(Item, Item.id == Assignment.item_id)
+        .join(Project, Project.id == Assignment.project_id)
+        .join(Member, Member.id == Assignment.member_id)
+        .where(Assignment.id == assignment_id)
+        .with_for_update(of=[Assignment, Item])
+    ).one_or_none()
+    if row is None or row[0].user_id != user_id or row[0].team_id != team_id:
+        raise Refused("That example is not yours, so nothing was recorded.")
+    assignment, item, project, member = row
     spec = spec_of(project)
-    item = session.get(Item, assignment.item_id, with_for_update=True)  # counters below: no lost updates
-    assert item is not None
     base = dict(
         assignment_id=assignment.id, project_slug=project.slug, task=spec.task, text=item.text,
         kind=assignment.kind, channel=assignment.channel, ts=assignment.ts,
@@ -457,8 +496,6 @@ def record_answer(
     if stored_action == Action.AMBIGUOUS and assignment.kind == AssignmentKind.QUIZ:
         raise Refused("Quiz questions need an answer; choose the closest one.")
 
-    member = session.get(Member, assignment.member_id)
-    assert member is not None
     seconds = (now - assignment.shown_at).total_seconds() if assignment.shown_at else None
     counts = (
         member.counts
@@ -482,6 +519,8 @@ def record_answer(
                 jaccard_threshold=spec.quiz.jaccard_threshold, rewrite_threshold=spec.quiz.rewrite_threshold,
             )
     session.add(label)
+    if assignment.kind in _PROGRESS_KINDS and stored_action != Action.SKIP:
+        _count_done(session, member.id, now)
     assignment.status = AssignmentStatus.SKIPPED if stored_action == Action.SKIP else AssignmentStatus.DONE
     assignment.closed_at = now
     session.flush()

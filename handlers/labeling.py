@@ -211,7 +211,7 @@ class LabelingHandlers:
         project = s.get(Project, assignment.project_id)
         if member.state != MemberState.QUALIFIED:
             return None
-        return next_task(s, project, member, now, self.db.dialect)
+        return next_task(s, project, member, now, self.db.dialect, resume=False)
 
     def _after(self, body: dict[str, Any], client: WebClient, answer: Answer, follow: Task | None,
                team: str, user: str) -> None:
