@@ -195,7 +195,7 @@ class ReportSpec(_Strict):
 
 class ProjectSpec(_Strict):
     slug: str
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     task: TaskType
     labels: list[LabelDef] = Field(default_factory=list)
     instructions: str = ""

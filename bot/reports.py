@@ -279,11 +279,11 @@ def _anchoring_change(
 ) -> drift_stats.AnchoringChange:
     """`drift.AnchoringChange` for the previous and the current week from their (k1, n1, k0, n0) counts
     (SQL for a week outside the loaded window, the frame's rows otherwise), each turned into the
-    difference and its Newcombe interval by `drift._difference`, the code `drift.anchoring` uses (there
+    difference and its Newcombe interval by `drift.anchoring_from_counts`, the code `drift.anchoring` uses (there
     is no public counts entry point yet)."""
 
     def week(a: datetime, b: datetime) -> Measure:
-        return drift_stats._difference(*(counts[(a, b)] if (a, b) in counts else _week_counts(window, a, b)))
+        return drift_stats.anchoring_from_counts(*(counts[(a, b)] if (a, b) in counts else _week_counts(window, a, b)))
 
     before, now = (week(a, b) for a, b in weeks)
     if before.ok and now.ok:

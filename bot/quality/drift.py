@@ -309,7 +309,9 @@ class Anchoring:
         }
 
 
-def _difference(k1: int, n1: int, k0: int, n0: int) -> Measure:
+def anchoring_from_counts(k1: int, n1: int, k0: int, n0: int) -> Measure:
+    """Anchoring from counts: k1 of n1 answers matched the shown draft, k0 of n0 matched the hidden
+    one; the difference of the two proportions with a Newcombe 95% interval."""
     if n1 == 0:
         return Measure.na("no answers with the draft shown", n=n0)
     if n0 == 0:
@@ -343,14 +345,14 @@ def anchoring(frame: pd.DataFrame) -> Anchoring:
     )
     by_annotator: dict[str, Measure] = {}
     for annotator, row in per.iterrows():
-        by_annotator[str(annotator)] = _difference(
+        by_annotator[str(annotator)] = anchoring_from_counts(
             int(row.get(("sum", True), 0)),
             int(row.get(("count", True), 0)),
             int(row.get(("sum", False), 0)),
             int(row.get(("count", False), 0)),
         )
     return Anchoring(
-        overall=_difference(k1, n1, k0, n0),
+        overall=anchoring_from_counts(k1, n1, k0, n0),
         shown=_rate(k1, n1, "answers with the draft shown"),
         blind=_rate(k0, n0, "blind answers with a stored draft"),
         by_annotator=by_annotator,
