@@ -498,10 +498,10 @@ def a_replica_killed_mid_load_loses_no_acknowledged_label_and_leases_come_back(
         message = fake.message(c.channel, c.message_ts)
         if message is not None and not any(b["type"] == "actions" for b in message["blocks"]):
             assert c.assignment in labeled, c
-    # 2) Clicks answered 200 but not stored were on the killed replica, in flight when it died.
-    for c in lost:
-        assert c.replica == "A" and c.answered <= killed_at + 0.05 and c.sent >= killed_at - 5, c
-        assert status_of[c.assignment] == AssignmentStatus.OPEN
+    # 2) A click is acknowledged only after its answer is committed: no 200 without a stored label,
+    #    even for the clicks in flight when the replica died (they got no answer and were resent).
+    assert lost == [], lost
+    del status_of, killed_at
     print(f"\nclicks: {len(crowd.clicks)}, HTTP 200: {len(acked)}, 200 but not stored (in flight at SIGKILL): "
           f"{len(lost)}, abandoned examples: {len(crowd.abandoned)}")
     _check_invariants(pg, "kk")
