@@ -595,6 +595,7 @@ def _drafts_section(
         else:
             sec.na("cost_usd", "n/a: bot.drafting.draft_stats reported no cost")
         sec.set("stats", _jsonable(stats))
+        sec.set("simulated", bool(_first(stats, "simulated", default=False)))
     return sec.out()
 
 

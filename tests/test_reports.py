@@ -462,3 +462,17 @@ def test_without_drafting_stats_cost_and_health_are_na(lite: Database, monkeypat
     health = data["drafting_health"]
     assert health["paused"] is None and "drafter_health" in health["reasons"]["paused"]
     assert health["draft_errors"] == 0 and health["drafts"] == 4
+
+
+def test_simulated_drafts_are_labelled_as_such(db: Database) -> None:
+    from sqlalchemy import update
+
+    from storage.models import Draft
+
+    sd = _seed(db)
+    assert "simulated" not in _report(db, sd).to_text()
+    with db.session() as s:
+        s.execute(update(Draft).values(simulated=True, model="simulated"))
+    report = _report(db, sd)
+    assert report.to_json()["drafts"]["simulated"] is True
+    assert "simulated drafter (demo), not a real model" in report.to_text()

@@ -224,6 +224,7 @@ def _draft_lines(drafts: dict[str, Any]) -> list[str]:
     cost = drafts.get("cost_usd")
     lines.append(
         f"{fmt(drafts.get('drafts_made', 0))} drafts made, {fmt(drafts.get('tokens'))} tokens, cost {_money(cost)}"
+        + (" (simulated drafter (demo), not a real model)" if drafts.get("simulated") else "")
     )
     return lines
 
