@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import ProjectSpec, TaskType
@@ -73,6 +73,7 @@ __all__ = [
 ]
 
 #: The daily summary covers the last 7 days (agreement needs more than a day of overlap).
+STALE_CLAIM = timedelta(minutes=30)  # a claim this old without a post: its replica died
 DAILY_WINDOW_DAYS = 7
 #: Anchoring is compared with the previous window of this many days.
 CHANGE_DAYS = 7
@@ -835,12 +836,31 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
         if day is None:
             continue
         with deps.db.read() as s:
-            done = s.scalar(select(ReportRun.id).where(ReportRun.project_id == project_id, ReportRun.day == day))
-        if done is not None:
+            existing = s.execute(
+                select(ReportRun.id, ReportRun.status, ReportRun.created_at)
+                .where(ReportRun.project_id == project_id, ReportRun.day == day)
+            ).one_or_none()
+        stale = existing is not None and existing[1] == "claimed" and existing[2] < now - STALE_CLAIM
+        if existing is not None and not stale:
             continue
         client = _client_for(deps, team_id)
         if client is None:
             log.warning("no Slack client for workspace %s: daily report of %s not posted", team_id, slug)
+            continue
+        if stale:
+            # The replica that claimed it died before posting: take the claim over, exactly once.
+            with deps.db.session() as s:
+                taken = s.execute(
+                    update(ReportRun)
+                    .where(ReportRun.id == existing[0], ReportRun.status == "claimed",
+                           ReportRun.created_at == existing[2])
+                    .values(claimed_by=instance_name(), created_at=now)
+                ).rowcount
+            if taken != 1:
+                continue
+            log.warning("daily report %s for %s: taking over a claim left unfinished since %s", slug, day,
+                        existing[2])
+            outcomes.append(_post_daily(deps, client, existing[0], slug, channel, day, now))
             continue
         try:
             with deps.db.session() as s:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from bot.clock import FakeClock
 from bot.reports import ReportError, build_report, parse_report_args, run_due_reports
 from bot.sandbox.fake_slack import check_message_blocks
 from storage.db import Database
-from storage.models import ReportRun
+from storage.models import Project, ReportRun
 from tests.test_frames import BACKENDS, T0, Seeder, backend, emptied
 
 WINDOW = (T0, T0 + timedelta(days=1))
@@ -476,3 +476,25 @@ def test_simulated_drafts_are_labelled_as_such(db: Database) -> None:
     report = _report(db, sd)
     assert report.to_json()["drafts"]["simulated"] is True
     assert "simulated drafter (demo), not a real model" in report.to_text()
+
+
+def test_a_claim_left_by_a_dead_replica_is_taken_over_once(db: Database) -> None:
+    _seed(db, report={"channel": "CREPORTS", "time": "09:00", "timezone": "UTC"})
+    clock = FakeClock(datetime(2026, 1, 6, 9, 5, tzinfo=UTC))
+    with db.session() as s:  # a replica claimed today's report, then died before posting
+        project_id = s.scalar(select(Project.id))
+        s.add(ReportRun(project_id=project_id, day=date(2026, 1, 6), status="claimed", claimed_by="dead:1",
+                        created_at=clock.now()))
+    client = RecordingClient()
+    deps = _Deps(db, clock, client)
+    assert run_due_reports(deps) == []  # a fresh claim belongs to a replica that may still be posting
+    clock.advance(minutes=31)
+    other = Database(db.url)
+    try:
+        outcomes = [o for d in (deps, _Deps(other, clock, client)) for o in run_due_reports(d)]
+    finally:
+        other.dispose()
+    assert [o.status for o in outcomes] == ["posted"]
+    assert [name for name, _ in client.calls] == ["chat_postMessage", "files_upload_v2"]
+    (run,) = _runs(db)
+    assert run.status == "posted" and run.claimed_by != "dead:1"
