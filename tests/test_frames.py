@@ -10,8 +10,6 @@ cheaper than migrating a fresh database for every test.
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, delete, text
+from sqlalchemy import delete
 
 from bot.config import parse_spec
 from bot.projects import create_project
 from bot.values import canonical_key
-from storage.db import Database, normalize_url
+from storage.db import Database
 from storage.frames import (
     LABEL_FRAME_COLUMNS,
     drafts_frame,
@@ -34,9 +32,9 @@ from storage.frames import (
     throughput_frame,
 )
 from storage.models import Assignment, Base, Draft, Gold, Item, Label, Member
+from tests.conftest import _pg_schema_database
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-PG_ENV = "LABELBOT_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -48,26 +46,7 @@ def backend(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dat
         yield db
         db.dispose()
         return
-    base = os.environ.get(PG_ENV, "").strip()
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_ENV} is not set: CI must run the PostgreSQL tests")
-        pytest.skip(f"PostgreSQL tests SKIPPED: set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    base = normalize_url(base)
-    schema = f"lbr_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    db = Database(f"{base}{sep}options=-csearch_path%3D{schema}", pool_size=5)
-    try:
-        db.upgrade()
-        yield db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from _pg_schema_database()
 
 
 @contextlib.contextmanager
