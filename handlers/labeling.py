@@ -260,37 +260,34 @@ class LabelingHandlers:
         member = get_member(s, project, user)
         return progress_for(s, project, member, self.clock.now()).done_today if member else 0
 
-    def on_choose(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        raw = action.get("value") or (action.get("selected_option") or {}).get("value", "")
+    def _parsed(self, ack: Any, body: dict[str, Any], client: WebClient, raw: str,
+                *, need_index: bool = False) -> tuple[int, int | None] | None:
+        """The (assignment id, label index) a button carries; a forged value is refused (acked, told)."""
         try:
             aid, index = _parse_value(raw)
-            if index is None:
+            if need_index and index is None:
                 raise Refused("That button is not one of ours, so nothing was recorded.")
         except Refused as err:
             ack()
             self.tell(client, body, str(err))
-            return
-        self._answer(ack, body, client, aid, "choose", index)
+            return None
+        return aid, index
+
+    def on_choose(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        raw = action.get("value") or (action.get("selected_option") or {}).get("value", "")
+        if (parsed := self._parsed(ack, body, client, raw, need_index=True)) is not None:
+            self._answer(ack, body, client, parsed[0], "choose", parsed[1])
 
     def _simple(self, verb: str):  # type: ignore[no-untyped-def]
         def listener(ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-            try:
-                aid, _ = _parse_value(action.get("value", ""))
-            except Refused as err:
-                ack()
-                self.tell(client, body, str(err))
-                return
-            self._answer(ack, body, client, aid, verb)
+            if (parsed := self._parsed(ack, body, client, action.get("value", ""))) is not None:
+                self._answer(ack, body, client, parsed[0], verb)
 
         listener.__name__ = f"on_{verb}"
         return listener
 
     def on_submit_checks(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        try:
-            aid, _ = _parse_value(action.get("value", ""))
-        except Refused as err:
-            ack()
-            self.tell(client, body, str(err))
+        if (parsed := self._parsed(ack, body, client, action.get("value", ""))) is None:
             return
         state = (body.get("state") or {}).get("values", {})
         selected = None
@@ -298,7 +295,7 @@ class LabelingHandlers:
             if Action.CHECKS in block:
                 selected = block[Action.CHECKS].get("selected_options") or []
         indices = [int(o["value"]) for o in (selected or []) if str(o.get("value", "")).isdigit()]
-        self._answer(ack, body, client, aid, "edit", ("indices", indices))
+        self._answer(ack, body, client, parsed[0], "edit", ("indices", indices))
 
     def on_noop(self, ack: Any) -> None:
         ack()

@@ -140,3 +140,20 @@ def test_redundancy_and_no_majority_escalates_to_expert(bot):
         assert s.scalar(select(Item.status)) == "resolved"
         kinds = s.scalars(select(Label.kind).order_by(Label.id)).all()
     assert kinds == ["production", "production", "production", "expert"]
+
+
+def test_forged_button_values_are_refused(bot):
+    seed(bot.db, make_spec(), bot.clock.now(), items=ITEMS)
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    ann = bot.user("U0ANN")
+    ann.command("/label")
+    msg = bot.fake.wait_for(lambda: bot.fake.last_message(ann.dm))
+    aid = msg["blocks"][3]["elements"][0]["value"].split(":")[0]
+    forged = [("label.ambiguous", "DROP TABLE"), ("label.choose:0", aid), ("label.choose:0", f"{aid}:99"),
+              ("label.skip", "999999")]
+    for action_id, value in forged:
+        assert ann.click(msg, action_id, value=value).status == 200
+    bot.fake.wait_for(lambda: sum("nothing was recorded" in t for t in said(bot.fake)) == 4)
+    assert any("not part of this project" in t for t in said(bot.fake))
+    with bot.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Label)) == 0
