@@ -241,6 +241,18 @@ def _claim_production(session: Session, project: Project, member: Member, dialec
     return item
 
 
+def queue_busy(session: Session, project: Project, user_id: str) -> bool:
+    """True when nothing could be served to this user but open work remains that they have not seen:
+    other annotators hold it (leases, or rows locked for an instant). Run only when serving came back
+    empty, so it costs nothing on the hot path."""
+    member = get_member(session, project, user_id)
+    if member is None:
+        return False
+    seen = exists().where(Assignment.item_id == Item.id, Assignment.member_id == member.id)
+    waiting = select(Item.id).where(Item.project_id == project.id, Item.status == ItemStatus.OPEN, ~seen).limit(1)
+    return session.scalar(waiting) is not None
+
+
 def _claim_escalated(session: Session, project: Project, member: Member, dialect: str) -> Item | None:
     taken = exists().where(
         Assignment.item_id == Item.id,

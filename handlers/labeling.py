@@ -26,6 +26,7 @@ from bot.labeling import (
     load_assignment,
     member_stats,
     next_task,
+    queue_busy,
     record_answer,
     set_message,
 )
@@ -130,8 +131,12 @@ class LabelingHandlers:
                 task = None
                 picker = [(p.slug, p.name) for p in e.choices]
                 project = (e.project.slug, e.project.name) if e.project else None
+                busy, done = False, 0
                 if e.kind == "task":
                     task = next_task(s, e.project, e.member, now, self.db.dialect)
+                    if task is None:
+                        busy = queue_busy(s, e.project, user)
+                        done = self._done_today(s, e.project, user)
         except (NotFound, Refused) as err:
             self._say(client, team, user, respond, str(err))
             return
@@ -148,7 +153,7 @@ class LabelingHandlers:
             self._say(client, team, user, respond, "Your labels are paused", ui.quiz_offer(*project, reason))
         elif task is None:
             assert project is not None
-            text, blocks = ui.done_message(project[1], 0)
+            text, blocks = ui.done_message(project[1], done, busy=busy, slug=project[0])
             self._say(client, team, user, respond, text, blocks)
         else:
             self.post_task(client, team, user, task)
@@ -250,7 +255,8 @@ class LabelingHandlers:
             with self.db.read() as s:
                 project = get_project(s, answer.project_slug)
                 name, done = project.name, self._done_today(s, project, user)
-            end_text, end_blocks = ui.done_message(name, done)
+                busy = queue_busy(s, project, user)
+            end_text, end_blocks = ui.done_message(name, done, busy=busy, slug=answer.project_slug)
             client.chat_postMessage(channel=self.dm(client, team, user), text=end_text, blocks=end_blocks)
 
     def _done_today(self, s: Any, project: Project, user: str) -> int:

@@ -126,7 +126,7 @@ def test_expired_lease_returns_the_item_and_refuses_the_late_click(bot):
     ann.command("/label")
     msg = _next(bot, ann, 0)
     bob.command("/label")
-    bot.fake.wait_for(lambda: any("empty" in t for t in said(bot.fake)))
+    bot.fake.wait_for(lambda: any("with other annotators" in t for t in said(bot.fake)))
     bot.clock.advance(minutes=31)
     with bot.db.session() as s:
         assert len(expire_leases(s, bot.clock.now())) == 1
@@ -207,3 +207,16 @@ def test_unknown_project_and_usage_errors_are_ephemeral(bot):
     assert all(r["payload"].get("response_type") == "ephemeral" for r in bot.fake.responses)
     with bot.db.read() as s:
         assert s.scalar(select(Item.slots)) == 3
+
+
+def test_last_items_held_by_others_say_so_instead_of_empty(bot):
+    seed(bot.db, make_spec(redundancy=1), bot.clock.now(), items=[{"id": "t1", "text": "only one"}])
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    qualify(bot.db, "intents", "U0BOB", bot.clock.now())
+    ann, bob = bot.user("U0ANN"), bot.user("U0BOB")
+    ann.command("/label")
+    msg = _next(bot, ann, 0)
+    bob.command("/label")  # the only item is leased to Ann: Bob is told to come back, not "empty"
+    bot.fake.wait_for(lambda: any("with other annotators" in t for t in said(bot.fake)))
+    ann.click(msg, "label.choose:0")
+    bot.fake.wait_for(lambda: "queue is empty" in (bot.fake.last_message(ann.dm) or {}).get("text", ""))

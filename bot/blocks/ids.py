@@ -20,7 +20,6 @@ class Action(StrEnum):
     GUIDELINES = "label.guidelines"
     START = "label.start"  # "Start labeling" (Home tab, project picker)
     QUIZ_START = "quiz.start"
-    NEXT = "label.next"  # "Next example" after a pause
 
 
 CHOOSE_RE = re.compile(r"^label\.choose:\d+$")

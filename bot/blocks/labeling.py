@@ -232,9 +232,20 @@ def quiz_end_message(fb: Feedback, summary: list[str], slug: str) -> tuple[str, 
     return " ".join(summary), blocks
 
 
-def done_message(project_name: str, done_today: int) -> tuple[str, list[dict[str, Any]]]:
-    text = (f":sparkles: Thank you! The *{safe_mrkdwn(project_name, 200)}* queue is empty for now. "
-            f"You labeled {done_today} example(s) today.")
+def done_message(
+    project_name: str, done_today: int, *, busy: bool = False, slug: str = ""
+) -> tuple[str, list[dict[str, Any]]]:
+    """Nothing to serve: the queue is empty, or (`busy`) its last examples are with other people."""
+    name = safe_mrkdwn(project_name, 200)
+    if busy:
+        text = (f":hourglass_flowing_sand: The last *{name}* examples are with other annotators right now. "
+                f"Type `/label` again in a few minutes. You labeled {done_today} example(s) today.")
+        return "The last examples are with other annotators", [
+            section_md(text, "lb.done"),
+            {"type": "actions", "block_id": "lb.retry",
+             "elements": [button("Try again", Action.START, slug)]},
+        ]
+    text = f":sparkles: Thank you! The *{name}* queue is empty for now. You labeled {done_today} example(s) today."
     return "The queue is empty. Thank you!", [section_md(text, "lb.done")]
 
 
