@@ -26,11 +26,13 @@ from bot.labeling import (
     load_assignment,
     member_stats,
     next_task,
+    progress_for,
     queue_busy,
     record_answer,
+    resolve_project,
     set_message,
 )
-from bot.projects import NotFound, get_project, spec_of
+from bot.projects import NotFound, get_member, get_project, spec_of
 from bot.quiz import next_quiz_question, quiz_summary_lines, start_quiz
 from storage.models import Assignment, AssignmentKind, Draft, Item, Member, MemberState, Project
 
@@ -162,7 +164,7 @@ class LabelingHandlers:
                         response_type="ephemeral")
 
     def begin_quiz(self, client: WebClient, team: str, user: str, slug: str | None, respond: Any = None) -> None:
-        from bot.labeling import resolve_project
+
 
         now = self.clock.now()
         try:
@@ -260,9 +262,6 @@ class LabelingHandlers:
             client.chat_postMessage(channel=self.dm(client, team, user), text=end_text, blocks=end_blocks)
 
     def _done_today(self, s: Any, project: Project, user: str) -> int:
-        from bot.labeling import progress_for
-        from bot.projects import get_member
-
         member = get_member(s, project, user)
         return progress_for(s, project, member, self.clock.now()).done_today if member else 0
 
