@@ -221,24 +221,42 @@ def _open_assignment(session: Session, member: Member, now: datetime) -> Assignm
     )
 
 
-def _claim_production(session: Session, project: Project, member: Member, dialect: str) -> Item | None:
+CLAIM_WINDOW = 64  # partly labeled candidates looked at before moving on to fresh items
+
+
+def _claim_production(
+    session: Session, project: Project, member: Member, dialect: str, redundancy: int
+) -> Item | None:
+    """Lease an open item this member has not had, nearest completion first.
+
+    Three tiers keep the cost flat however many items the member has already labeled:
+    1. the first CLAIM_WINDOW partly labeled items in serving order (a member far ahead of the others
+       would otherwise skip their own history one row at a time);
+    2. fresh items (no label yet): a member has history there only through skips and expired leases;
+    3. every partly labeled item, only when the first two find nothing (the end of the queue).
+    """
     seen = exists().where(Assignment.item_id == Item.id, Assignment.member_id == member.id)
-    q = (
-        select(Item)
-        .where(Item.project_id == project.id, Item.status == ItemStatus.OPEN, Item.slots > 0, ~seen)
-        .order_by(Item.slots, Item.id)
-        .limit(1)
+    open_ = (Item.project_id == project.id, Item.status == ItemStatus.OPEN, Item.slots > 0)
+    window = (
+        select(Item.id).where(*open_, Item.slots < redundancy).order_by(Item.slots, Item.id).limit(CLAIM_WINDOW)
     )
-    if dialect == "postgresql":
-        # SKIP LOCKED: never wait on another annotator's claim. (Waiting instead deadlocks against a
-        # transaction that holds its answered item's row; the cost is that a queue whose last items are
-        # locked for an instant reads as empty, and the person types /label again.)
-        q = q.with_for_update(skip_locked=True, of=Item)
-    item = session.scalar(q)
-    if item is None:
-        return None
-    item.slots -= 1
-    return item
+    tiers = [
+        select(Item).where(Item.id.in_(window.scalar_subquery()), ~seen),
+        select(Item).where(*open_, Item.slots >= redundancy, ~seen),
+        select(Item).where(*open_, Item.slots < redundancy, ~seen),
+    ]
+    for q in tiers:
+        q = q.order_by(Item.slots, Item.id).limit(1)
+        if dialect == "postgresql":
+            # SKIP LOCKED: never wait on another annotator's claim. (Waiting instead deadlocks against a
+            # transaction that holds its answered item's row; a queue whose last items are locked for an
+            # instant reads as busy, and the person is told to try again.)
+            q = q.with_for_update(skip_locked=True, of=Item)
+        item = session.scalar(q)
+        if item is not None:
+            item.slots -= 1
+            return item
+    return None
 
 
 def queue_busy(session: Session, project: Project, user_id: str) -> bool:
@@ -327,7 +345,7 @@ def next_task(
         item = _pick_honeypot(session, project, spec, member)
         kind = AssignmentKind.HONEYPOT
     if item is None:
-        item = _claim_production(session, project, member, dialect)
+        item = _claim_production(session, project, member, dialect, spec.redundancy)
         kind = AssignmentKind.PRODUCTION
     if item is None:
         return None

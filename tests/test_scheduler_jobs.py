@@ -53,3 +53,4 @@ def test_low_confidence_job_escalates_settled_items(database, clock):
         item = s.scalar(select(Item))
     assert item.status == "escalated" and item.escalation_reason.startswith("low confidence 0.6")
     scheduler.jobs["low_confidence"]()  # the same hour: nothing more to do, and no error
+
