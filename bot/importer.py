@@ -8,6 +8,7 @@ error unless `update=True`.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -181,21 +182,29 @@ GOLD_FIELDS = {
 }
 
 
-def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress | None) -> list[_Row]:
-    errors: list[str] = []
-    total_errors = 0
-    rows: list[_Row] = []
+class _Problems:
+    """Collects a file's problems (the first MAX_ERRORS shown, all counted)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.errors: list[str] = []
+        self.total = 0
+
+    def add(self, line: int, msg: str) -> None:
+        self.total += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(f"{self.where} {line}: {msg}" if line else msg)
+
+
+def _checked(
+    path: Path, spec: ProjectSpec, *, gold: bool, problems: _Problems, progress: Progress | None = None
+) -> Iterator[_Row]:
+    """Read the file and yield every valid row; problems go to `problems`."""
     seen: dict[str, int] = {}
     answer_field = GOLD_FIELDS[spec.task]
     reserved = {"id", "text"} | ({answer_field, "explanation"} if gold else set())
-    where = "line" if path.suffix.lower() != ".parquet" else "row"
-
-    def err(line: int, msg: str) -> None:
-        nonlocal total_errors
-        total_errors += 1
-        if len(errors) < MAX_ERRORS:
-            errors.append(f"{where} {line}: {msg}" if line else msg)
-
+    where = problems.where
+    err = problems.add
     count = 0
     for line, row in _read_rows(path):
         count += 1
@@ -256,34 +265,56 @@ def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress |
             item.gold_key = canonical_key(value)
             explanation = row.get("explanation")
             item.explanation = str(explanation).strip() if _clean(explanation) not in (None, "") else None
-        rows.append(item)
+        yield item
     if progress:
         progress(count % 10000)
-    if count == 0 and not errors:
+    if count == 0 and not problems.total:
         err(0, "the file has no rows")
-    if errors:
-        raise ImportError_(str(path), errors, total_errors)
-    return rows
 
 
-def _existing(session: Session, project_id: int, ids: list[str]) -> dict[str, tuple[int, str, dict | None, str, int]]:
-    """Rows already stored for these external ids: (id, text, meta, status, labels_done)."""
-    cols = (Item.external_id, Item.id, Item.text, Item.meta, Item.status, Item.labels_done)
-    out: dict[str, tuple[int, str, dict | None, str, int]] = {}
+def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress | None, keep: bool = True) -> list:
+    """Check the whole file. Returns the rows (`keep`) or only their external ids, in file order;
+    raises ImportError_ naming every problem (nothing has been written)."""
+    problems = _Problems("line" if path.suffix.lower() != ".parquet" else "row")
+    out = [r if keep else r.external_id for r in _checked(path, spec, gold=gold, problems=problems, progress=progress)]
+    if problems.total:
+        raise ImportError_(str(path), problems.errors, problems.total)
+    return out
+
+
+def _digest(value: Any) -> bytes:
+    data = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.blake2b(data.encode("utf-8"), digest_size=16).digest()
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """An item already in the project, kept small: digests instead of its text and metadata."""
+
+    id: int
+    text: bytes
+    meta: bytes
+    labels_done: int
+
+
+def _existing(session: Session, project_id: int, ids: list[str]) -> dict[str, _Stored]:
+    """Items already stored under these external ids."""
+    cols = (Item.external_id, Item.id, Item.text, Item.meta, Item.labels_done)
+    out: dict[str, _Stored] = {}
+
+    def keep(rows: Any, wanted: set[str] | None) -> None:
+        for ext, rid, text, meta, done in rows:
+            if wanted is None or ext in wanted:
+                out[ext] = _Stored(rid, _digest(text), _digest(meta or None), done)
+
     if len(ids) > 20_000:
         # One scan of the project beats thousands of IN lookups for a large file.
-        wanted = set(ids)
-        rows = session.execute(select(*cols).where(Item.project_id == project_id).execution_options(yield_per=20_000))
-        for ext, *rest in rows:
-            if ext in wanted:
-                out[ext] = tuple(rest)  # type: ignore[assignment]
+        keep(session.execute(select(*cols).where(Item.project_id == project_id).execution_options(yield_per=20_000)),
+             set(ids))
         return out
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        for ext, *rest in session.execute(
-            select(*cols).where(Item.project_id == project_id, Item.external_id.in_(chunk))
-        ):
-            out[ext] = tuple(rest)  # type: ignore[assignment]
+        keep(session.execute(select(*cols).where(Item.project_id == project_id, Item.external_id.in_(chunk))), None)
     return out
 
 
@@ -301,46 +332,57 @@ def import_items(
     spec = spec_of(project)
     if not path.exists():
         raise ImportError_(str(path), ["no such file"])
-    rows = _validate(path, spec, gold=False, progress=progress)
-    result = ImportResult(str(path), rows=len(rows))
+    # Pass 1 checks the whole file and keeps only the ids; pass 2 reads it again and writes in chunks,
+    # so memory stays flat however large the file. An error in pass 2 (an id already imported with
+    # other content) raises inside the caller's transaction: nothing is written then either.
+    ids = _validate(path, spec, gold=False, progress=progress, keep=False)
+    result = ImportResult(str(path), rows=len(ids))
     has_items = session.scalar(select(Item.id).where(Item.project_id == project.id).limit(1)) is not None
-    existing = _existing(session, project.id, [r.external_id for r in rows]) if has_items else {}
+    existing = _existing(session, project.id, ids) if has_items else {}
+    del ids
     errors: list[str] = []
-    new_rows: list[dict[str, Any]] = []
-    for r in rows:
+    table = Item.__table__  # Core executemany: no ORM bookkeeping for a bulk load
+    batch: list[dict[str, Any]] = []
+    problems = _Problems("line")
+    for r in _checked(path, spec, gold=False, problems=problems):
         old = existing.get(r.external_id)
         if old is None:
-            new_rows.append(
+            if errors:
+                continue  # the import will be refused: stop collecting rows to write
+            batch.append(
                 {
                     "project_id": project.id, "external_id": r.external_id, "text": r.text, "meta": r.meta,
                     "status": ItemStatus.OPEN.value, "slots": spec.redundancy, "labels_done": 0,
                     "is_gold": False, "created_at": now, "updated_at": now,
                 }
             )
+            if len(batch) >= CHUNK:
+                session.execute(insert(table), batch)
+                result.inserted += len(batch)
+                batch = []
             continue
-        rid, old_text, old_meta, _status, done = old
-        if old_text == r.text and (old_meta or None) == r.meta:
+        same_text, same_meta = old.text == _digest(r.text), old.meta == _digest(r.meta)
+        if same_text and same_meta:
             result.unchanged += 1
             continue
         if not update_existing:
             errors.append(
                 f"line {r.line}: id {r.external_id!r} is already imported with different "
-                f"{'text' if old_text != r.text else 'metadata'}; use --update to replace it"
+                f"{'text' if not same_text else 'metadata'}; use --update to replace it"
             )
             continue
-        if old_text != r.text and done:
+        if not same_text and old.labels_done:
             errors.append(
-                f"line {r.line}: id {r.external_id!r} already has {done} label(s); its text cannot change"
+                f"line {r.line}: id {r.external_id!r} already has {old.labels_done} label(s); its text cannot change"
             )
             continue
-        session.execute(update(Item).where(Item.id == rid).values(text=r.text, meta=r.meta, updated_at=now))
+        session.execute(update(Item).where(Item.id == old.id).values(text=r.text, meta=r.meta, updated_at=now))
         result.updated += 1
-    if errors:
-        raise ImportError_(str(path), errors[:MAX_ERRORS], len(errors))
-    table = Item.__table__  # Core executemany: no ORM bookkeeping for a bulk load
-    for start in range(0, len(new_rows), CHUNK):
-        session.execute(insert(table), new_rows[start : start + CHUNK])
-    result.inserted = len(new_rows)
+    if errors or problems.total:
+        raise ImportError_(str(path), (errors + problems.errors)[:MAX_ERRORS], len(errors) + problems.total)
+    if batch:
+        session.execute(insert(table), batch)
+        result.inserted += len(batch)
     return result
 
 
@@ -364,7 +406,7 @@ def import_gold(
     existing = _existing(session, project.id, [r.external_id for r in rows])
     gold_by_item = {}
     if existing:
-        ids = [v[0] for v in existing.values()]
+        ids = [v.id for v in existing.values()]
         for start in range(0, len(ids), 900):
             for g in session.scalars(select(Gold).where(Gold.item_id.in_(ids[start : start + 900]))):
                 gold_by_item[g.item_id] = g
@@ -386,8 +428,8 @@ def import_gold(
             )
             result.inserted += 1
             continue
-        rid, old_text, _meta, _status, done = old
-        if old_text != r.text:
+        rid, done = old.id, old.labels_done
+        if old.text != _digest(r.text):
             errors.append(f"line {r.line}: id {r.external_id!r} is already imported with different text")
             continue
         g = gold_by_item.get(rid)
