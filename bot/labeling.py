@@ -241,7 +241,9 @@ def _claim_production(
         select(Item.id).where(*open_, Item.slots < redundancy).order_by(Item.slots, Item.id).limit(CLAIM_WINDOW)
     )
     tiers = [
-        select(Item).where(Item.id.in_(window.scalar_subquery()), ~seen),
+        # The outer query repeats the open-item conditions: PostgreSQL re-checks them on the row's newest
+        # version after locking it, so an item another annotator just took the last slot of is skipped.
+        select(Item).where(Item.id.in_(window.scalar_subquery()), *open_, ~seen),
         select(Item).where(*open_, Item.slots >= redundancy, ~seen),
         select(Item).where(*open_, Item.slots < redundancy, ~seen),
     ]
