@@ -11,9 +11,9 @@ from statsmodels.stats import inter_rater as ir
 
 from bot.quality import agreement as ag
 from bot.quality.common import Measure, answered, counting, empty_frame, label_names, latest_per_rater
+from tests.quality.frames import finish_frame
 
 T0 = pd.Timestamp("2026-11-02 09:00", tz="UTC")
-CATEGORY_COLUMNS = ("annotator", "value_key", "action", "draft_key", "kind", "gold_key")
 
 
 def key(value):
@@ -43,12 +43,7 @@ def frame_of(rows, *, categorical=False):
         if extra:
             rec.update(extra[0])
         records.append(rec)
-    frame = pd.DataFrame.from_records(records, columns=list(empty_frame().columns))
-    frame["item_id"] = frame["item_id"].astype("int64")
-    if categorical:
-        for column in CATEGORY_COLUMNS:
-            frame[column] = frame[column].astype("category")
-    return frame
+    return finish_frame(records, categorical=categorical)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "categorical"])

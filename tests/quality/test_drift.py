@@ -10,9 +10,9 @@ import pytest
 
 from bot.quality import drift as dr
 from bot.quality.common import empty_frame
+from tests.quality.frames import finish_frame
 
 NOW = pd.Timestamp("2026-11-29 12:00", tz="UTC")
-CATEGORY_COLUMNS = ("annotator", "value_key", "action", "draft_key", "kind", "gold_key")
 Z = 1.959963984540054
 
 
@@ -41,12 +41,7 @@ def row(item, annotator, value, *, draft=None, shown=False, action=None, seconds
 
 
 def frame_of(records, categorical=False):
-    frame = pd.DataFrame.from_records(records, columns=list(empty_frame().columns))
-    frame["item_id"] = frame["item_id"].astype("int64")
-    if categorical:
-        for column in CATEGORY_COLUMNS:
-            frame[column] = frame[column].astype("category")
-    return frame
+    return finish_frame(records, categorical=categorical)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "categorical"])

@@ -8,9 +8,9 @@ import pytest
 
 from bot.quality import llm
 from bot.quality.common import empty_frame
+from tests.quality.frames import finish_frame
 
 T0 = pd.Timestamp("2026-11-20 08:00", tz="UTC")
-CATEGORY_COLUMNS = ("annotator", "value_key", "action", "draft_key", "kind", "gold_key")
 
 
 def key(value):
@@ -39,12 +39,7 @@ def frame_of(items, categorical=False):
             if extra:
                 rec.update(extra[0])
             records.append(rec)
-    frame = pd.DataFrame.from_records(records, columns=list(empty_frame().columns))
-    frame["item_id"] = frame["item_id"].astype("int64")
-    if categorical:
-        for column in CATEGORY_COLUMNS:
-            frame[column] = frame[column].astype("category")
-    return frame
+    return finish_frame(records, categorical=categorical)
 
 
 ITEMS = {
