@@ -280,22 +280,16 @@ def serve(http_mode: bool, host: str, port: int, workers: int, threads: int, no_
                scheduler=not no_scheduler)
 
 
-def register(command: click.Command) -> None:
-    cli.add_command(command)
+PLUGINS = ("bot.drafting_cli", "bot.report_cli", "bot.export_cli", "bot.demo")
 
 
 def _load_plugins() -> None:
-    """Commands owned by other modules (draft, report, export, demo, queue) register themselves."""
+    """Commands owned by other modules (draft, report, export, queue, demo), loaded only when the CLI
+    runs so that `labelbot import` does not pay for pandas and matplotlib at start-up."""
     import importlib
 
-    for name in ("bot.drafting_cli", "bot.report_cli", "bot.export_cli", "bot.demo", "bot.quiz_cli"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        for command in getattr(module, "COMMANDS", []):
+    for name in PLUGINS:
+        for command in importlib.import_module(name).COMMANDS:
             cli.add_command(command)
 
 

@@ -144,9 +144,9 @@ def _queue_left(session: Session, project_id: int) -> int:
     return int(left or 0)
 
 
-def _lock_member(session: Session, member: Member) -> None:
+def _lock_member(session: Session, member: Member, dialect: str) -> None:
     """Serialize serving for one member (PostgreSQL row lock; SQLite writers are already serialized)."""
-    if session.get_bind().dialect.name != "sqlite":
+    if dialect != "sqlite":
         session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
 
 
@@ -333,7 +333,7 @@ def next_task(
     `resume=False` right after an answer: the member's one open example was just closed (serving is
     serialized per member), so there is nothing to continue."""
     spec = spec_of(project)
-    _lock_member(session, member)
+    _lock_member(session, member, dialect)
     current = _open_assignment(session, member, now) if resume else None
     if current is not None:
         return build_task(session, project, spec, current, now)
@@ -423,13 +423,17 @@ def build_task(
 # ------------------------------------------------------------------------------------------
 
 
-def load_assignment(session: Session, assignment_id: int, team_id: str, user_id: str, now: datetime) -> Assignment:
-    """The assignment a click refers to, checked against the clicking user and workspace."""
-    q = select(Assignment).where(Assignment.id == assignment_id).with_for_update()
-    assignment = session.scalar(q)
+def _check_owner(assignment: Assignment | None, team_id: str, user_id: str) -> Assignment:
+    """Never trust a payload: the assignment must be the clicking user's, in the clicking workspace."""
     if assignment is None or assignment.user_id != user_id or assignment.team_id != team_id:
         raise Refused("That example is not yours, so nothing was recorded.")
     return assignment
+
+
+def load_assignment(session: Session, assignment_id: int, team_id: str, user_id: str) -> Assignment:
+    """The assignment a click refers to, checked against the clicking user and workspace."""
+    q = select(Assignment).where(Assignment.id == assignment_id).with_for_update()
+    return _check_owner(session.scalar(q), team_id, user_id)
 
 
 def _value_for(
@@ -493,8 +497,7 @@ def record_answer(
         .where(Assignment.id == assignment_id)
         .with_for_update(of=[Assignment, Item])
     ).one_or_none()
-    if row is None or row[0].user_id != user_id or row[0].team_id != team_id:
-        raise Refused("That example is not yours, so nothing was recorded.")
+    _check_owner(row[0] if row is not None else None, team_id, user_id)
     assignment, item, project, member = row
     spec = spec_of(project)
     base = dict(

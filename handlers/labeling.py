@@ -313,7 +313,7 @@ class LabelingHandlers:
         try:
             aid, _ = _parse_value(action.get("value", ""))
             with self.db.read() as s:
-                assignment = load_assignment(s, aid, team, user, self.clock.now())
+                assignment = load_assignment(s, aid, team, user)
                 if assignment.status != "open":
                     return
                 project = s.get(Project, assignment.project_id)
@@ -353,7 +353,7 @@ class LabelingHandlers:
         now = self.clock.now()
         try:
             with self.db.session() as s:
-                assignment = load_assignment(s, aid, team, user, now)
+                assignment = load_assignment(s, aid, team, user)
                 project = s.get(Project, assignment.project_id)
                 spec = spec_of(project)
                 item = s.get(Item, assignment.item_id)
@@ -385,7 +385,7 @@ class LabelingHandlers:
         try:
             aid, _ = _parse_value(action.get("value", ""))
             with self.db.read() as s:
-                assignment = load_assignment(s, aid, _team(body), _user(body), self.clock.now())
+                assignment = load_assignment(s, aid, _team(body), _user(body))
                 text = s.get(Item, assignment.item_id).text
         except Refused as err:
             self.tell(client, body, str(err))
