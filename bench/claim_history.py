@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from bot.config import parse_spec
-from bot.labeling import next_task, record_answer
-from bot.projects import create_project, ensure_member, get_project
+from bot.core.enums import MemberState
+from bot.services.labeling import next_task, record_answer
+from bot.services.projects import create_project, ensure_member, get_project
+from bot.spec import parse_spec
 from storage.db import Database
-from storage.models import MemberState
 
 SPEC = {"slug": "hist", "name": "History", "task": "classification", "labels": ["a", "b"], "redundancy": 3,
         "gold_rate": 0, "blind_every": 0}

@@ -53,14 +53,16 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import Integer, String, bindparam, cast, create_engine, insert, literal, select, text, update
 
 from bot.app import Deps, build_app, make_client
-from bot.clock import SystemClock
-from bot.config import Settings, parse_spec
-from bot.projects import create_project, ensure_member
+from bot.config import Settings
+from bot.core.clock import SystemClock
+from bot.core.enums import MemberState
 from bot.sandbox.driver import Driver
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.http import serve_wsgi
+from bot.services.projects import create_project, ensure_member
+from bot.spec import parse_spec
 from storage.db import Database, normalize_url
-from storage.models import Draft, Item, Member, MemberState
+from storage.models import Draft, Item, Member
 
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench"

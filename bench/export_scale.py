@@ -47,8 +47,8 @@ def _ts(dt: datetime) -> str:
 def build(path: str, n_items: int, seed: int = 11) -> dict[str, float]:
     import numpy as np
 
-    from bot.config import parse_spec
-    from bot.projects import create_project
+    from bot.services.projects import create_project
+    from bot.spec import parse_spec
     from storage.db import Database
     from storage.models import Assignment, Draft, Gold, Item, Label, Member
 
@@ -186,8 +186,8 @@ def child(args: list[str]) -> None:
     """In the subprocess: import, then run `labelbot export ARGS` (or nothing, for the baseline)."""
     import pyarrow.parquet  # noqa: F401  (imported by Parquet exports; counted in the baseline)
 
-    import bot.export  # noqa: F401
-    from bot.export_cli import export_cmd
+    import bot.services.export  # noqa: F401
+    from bot.cli.export import export_cmd
 
     if args == ["--baseline"]:
         print(json.dumps({"peak_rss_mb": _peak_rss_mb()}))

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.config import parse_spec
-from bot.importer import import_items
-from bot.projects import create_project
+from bot.services.importer import import_items
+from bot.services.projects import create_project
+from bot.spec import parse_spec
 from storage.db import Database
 
 SPEC = {"slug": "bench", "name": "Bench", "task": "classification", "labels": ["a", "b", "c"]}
@@ -55,7 +55,7 @@ def run(url: str, path: Path, rows: int) -> tuple[float, float]:
         create_project(s, parse_spec(SPEC), "T0BENCH", _now())
     start = time.perf_counter()
     with db.session() as s:
-        from bot.projects import get_project
+        from bot.services.projects import get_project
 
         result = import_items(s, get_project(s, "bench"), path, _now())
     elapsed = time.perf_counter() - start

@@ -272,8 +272,8 @@ def sample_blocks(path: Path) -> None:
     import json
 
     from bot.blocks.labeling import example_message, record_message
-    from bot.config import TaskType
-    from bot.domain import Answer, Progress, Task
+    from bot.core.enums import TaskType
+    from bot.core.types import Answer, Progress, Task
 
     labels = [("billing", ""), ("bug", ""), ("feature", "")]
     task = Task(assignment_id=1, project_slug="bench", project_name="Click cost", task=TaskType.CLASSIFICATION,

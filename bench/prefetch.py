@@ -48,14 +48,16 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select, update
 
-from bot import drafting
 from bot.app import Deps
-from bot.clock import SystemClock
-from bot.config import Settings, parse_spec
-from bot.projects import create_project, get_project
+from bot.config import Settings
+from bot.core.clock import SystemClock
+from bot.core.enums import ItemStatus
 from bot.sandbox.fake_openai import FakeOpenAI
+from bot.services import drafting
+from bot.services.projects import create_project, get_project
+from bot.spec import parse_spec
 from storage.db import Database
-from storage.models import Draft, Item, ItemStatus
+from storage.models import Draft, Item
 
 MODEL = "bench-model"
 

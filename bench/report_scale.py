@@ -58,8 +58,8 @@ def build(path: str, n_labels: int, seed: int = 7) -> dict[str, float]:
     """Write a project with about `n_labels` labels into the SQLite file at `path`."""
     import numpy as np
 
-    from bot.config import parse_spec
-    from bot.projects import create_project
+    from bot.services.projects import create_project
+    from bot.spec import parse_spec
     from storage.db import Database
     from storage.models import Assignment, Draft, Gold, Item, Label, Member
 
@@ -254,11 +254,11 @@ def build(path: str, n_labels: int, seed: int = 7) -> dict[str, float]:
 
 def measure(path: str) -> dict[str, float]:
     """Run in a fresh process: import, then time build_report (and the renderings) once."""
-    import bot.drafting  # noqa: F401
-    from bot import reports  # noqa: F401  (imports counted in the baseline RSS)
+    import bot.services.drafting  # noqa: F401
     from bot.blocks.report import summary_blocks
-    from bot.charts import report_chart
-    from bot.reports import build_report
+    from bot.services import reports  # noqa: F401  (imports counted in the baseline RSS)
+    from bot.services.reports import build_report
+    from bot.services.reports.chart import report_chart
     from storage.db import Database
 
     db = Database(f"sqlite:///{path}")

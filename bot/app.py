@@ -1,66 +1,64 @@
-"""The composition root: the only place that builds concrete objects and wires them together."""
+"""The composition root: the only place that builds concrete objects and wires them together.
+
+`build_deps` makes the process's dependencies (database, Slack client, pacer, drafter);
+`build_app` makes the Bolt app with every listener. The server, the demo and the tests use both.
+"""
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import secrets
 from typing import Any
 
 from slack_bolt import App, BoltResponse
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
 
-from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.core.clock import Clock, SystemClock
+from bot.core.errors import ConfigError
+from bot.deps import Deps
+from bot.services.drafting import make_drafter
+from bot.slack.client import make_client
+from bot.slack.pacing import ChannelPacer, install_pacing, paced_copy
 from storage.db import Database
 
 log = logging.getLogger("labelbot")
 
-
-@dataclass
-class Deps:
-    """Everything a handler or job may need; built once per process."""
-
-    settings: Settings
-    db: Database
-    clock: Clock = field(default_factory=SystemClock)
-    client: WebClient | None = None
-    drafter: Any = None  # bot.drafting.Drafter, or None when drafting is off
-    extras: dict[str, Any] = field(default_factory=dict)
+USER_ERROR_MESSAGE = ":warning: Something went wrong on our side; nothing you did was lost. Please try again."
 
 
-def make_client(settings: Settings, token: str | None = None) -> WebClient:
-    """A Web API client that honours SLACK_API_URL and retries 429 (Retry-After) and 5xx."""
-    client = WebClient(token=token or settings.slack_bot_token, base_url=settings.slack_api_url, timeout=15)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
-    client.retry_handlers.append(ServerErrorRetryHandler(max_retry_count=2))
-    return client
-
-
-def build_deps(settings: Settings, *, clock: Clock | None = None, db: Database | None = None) -> Deps:
-    db = db or Database(settings.database_url)
-    deps = Deps(settings=settings, db=db, clock=clock or SystemClock())
+def build_deps(settings: Settings, *, clock: Clock | None = None, db: Database | None = None,
+               pacer: ChannelPacer | None = None) -> Deps:
+    pacer = pacer or ChannelPacer(rate=settings.dm_rate, burst=settings.dm_burst)
+    deps = Deps(settings=settings, db=db or Database(settings.database_url), clock=clock or SystemClock(),
+                pacer=pacer, drafter=make_drafter(settings))
     if settings.slack_bot_token and not settings.oauth_enabled:
-        deps.client = make_client(settings)
-    from bot.drafting import make_drafter
-
-    deps.drafter = make_drafter(settings)
+        client = make_client(settings)
+        deps.client = paced_copy(client, pacer) if pacer.enabled else client
     return deps
 
 
-def build_app(deps: Deps) -> App:
-    """The Bolt app with every listener registered."""
+def build_app(deps: Deps, *, socket_mode: bool = False) -> App:
+    """The Bolt app with every listener registered (and messages paced when the pacer is on).
+
+    Over HTTP every request is checked against SLACK_SIGNING_SECRET: without it there is no app
+    (`ConfigError`), never a stand-in secret. In Socket Mode Slack's websocket authenticates the
+    requests, and the app gets a random secret no one knows, so nothing can reach it over HTTP."""
     settings = deps.settings
+    secret = settings.slack_signing_secret
+    if not secret:
+        if not socket_mode:
+            raise ConfigError("SLACK_SIGNING_SECRET is not set: labelbot does not serve HTTP requests it cannot "
+                              "verify (Basic Information > App Credentials > Signing Secret).")
+        secret = secrets.token_hex(32)
     kwargs: dict[str, Any] = dict(
-        signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
+        signing_secret=secret,
         token_verification_enabled=False,
-        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="listener"),
+        listener_executor=deps.pool("listener", 16),
         raise_error_for_unhandled_request=False,
         ignoring_self_events_enabled=True,
     )
     if settings.oauth_enabled:
-        from bot.oauth import oauth_settings
+        from bot.slack.oauth import oauth_settings
 
         kwargs["oauth_settings"] = oauth_settings(deps)
         kwargs["client"] = make_client(settings)  # SLACK_API_URL and retries apply to every workspace's client
@@ -71,10 +69,9 @@ def build_app(deps: Deps) -> App:
     @app.error
     def on_error(error: Exception, body: dict, respond: Any, logger: logging.Logger) -> BoltResponse | None:
         logger.exception("listener failed: %s", error)
-        user_message = ":warning: Something went wrong on our side; nothing you did was lost. Please try again."
         if body.get("response_url"):
             try:
-                respond(text=user_message, response_type="ephemeral", replace_original=False)
+                respond(text=USER_ERROR_MESSAGE, response_type="ephemeral", replace_original=False)
             except Exception:  # the original error matters more than the apology
                 logger.warning("could not tell the user about the error", exc_info=True)
         return None
@@ -82,4 +79,6 @@ def build_app(deps: Deps) -> App:
     from handlers import register_all
 
     register_all(app, deps)
+    if deps.pacer is not None:
+        install_pacing(app, deps.pacer)
     return app

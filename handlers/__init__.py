@@ -1,7 +1,7 @@
 """Thin Bolt listeners: ack -> parse -> call a service -> build blocks -> Web API.
 
 Each module has `register(app, deps)`; `register_all` wires them all and records which slash commands
-and events were registered (`deps.extras["registered"]`), so a test can hold them against the manifest.
+and events were registered (`deps.registered`), so a test can hold them against the manifest.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ class _Recorder:
 
 
 def register_all(app: Any, deps: Any) -> None:
-    registered: dict[str, set[str]] = {"commands": set(), "events": set()}
-    deps.extras["registered"] = registered
-    recorder = _Recorder(app, registered)
+    recorder = _Recorder(app, deps.registered)
     for name in MODULES:
         importlib.import_module(f"handlers.{name}").register(recorder, deps)

@@ -9,7 +9,7 @@ from slack_bolt import App, BoltResponse
 from sqlalchemy.exc import IntegrityError
 
 from bot.blocks.labeling import home_view
-from bot.labeling import member_stats
+from bot.services.labeling import member_stats
 from storage.models import ProcessedEvent
 
 log = logging.getLogger("labelbot.events")
@@ -41,13 +41,13 @@ class EventHandlers:
 
     def on_uninstalled(self, body: dict[str, Any]) -> None:
         log.warning("labelbot was uninstalled from workspace %s", body.get("team_id"))
-        store = self.deps.extras.get("installation_store")
+        store = self.deps.installation_store
         if store is not None:
             store.delete_all(enterprise_id=body.get("enterprise_id"), team_id=body.get("team_id"))
 
     def on_tokens_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         log.warning("tokens revoked in workspace %s: %s", body.get("team_id"), event.get("tokens"))
-        store = self.deps.extras.get("installation_store")
+        store = self.deps.installation_store
         if store is not None and (event.get("tokens") or {}).get("bot"):
             store.delete_bot(enterprise_id=body.get("enterprise_id"), team_id=body.get("team_id"))
 

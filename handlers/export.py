@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.blocks import export as ui
-from bot.export import FORMATS, ExportOptions, ExportProblem, default_filename, export_project
-from bot.projects import is_lead, list_projects
-from storage.models import Member, Project, Tier
+from bot.core.enums import Tier
+from bot.services.export import FORMATS, ExportOptions, ExportProblem, default_filename, export_project
+from bot.services.projects import is_lead, list_projects
+from storage.models import Member, Project
 
 
 def parse_args(text: str) -> tuple[str | None, ExportOptions]:
@@ -59,7 +59,7 @@ def _leads(session: Session, project: Project) -> list[str]:
 class ExportHandlers:
     def __init__(self, deps: Any, workers: int = 2) -> None:
         self.deps = deps
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export")
+        self.pool = deps.pool("export", workers)
 
     def _choose(self, session: Session, team: str, user: str, slug: str | None) -> Project | str:
         """The project to export, or what to tell the user instead."""
@@ -126,5 +126,4 @@ class ExportHandlers:
 
 def register(app: App, deps: Any) -> None:
     h = ExportHandlers(deps)
-    deps.extras["export_handlers"] = h
     app.command("/label-export")(h.on_command)

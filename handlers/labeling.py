@@ -17,10 +17,10 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.blocks import labeling as ui
 from bot.blocks.ids import CHOOSE_RE, Action, Block, View
-from bot.config import TaskType
-from bot.domain import Answer, Task
-from bot.labeling import (
-    Refused,
+from bot.core.enums import AssignmentKind, MemberState, TaskType
+from bot.core.errors import NotFound, Refused
+from bot.core.types import Answer, Task
+from bot.services.labeling import (
     build_task,
     entry,
     load_assignment,
@@ -32,9 +32,9 @@ from bot.labeling import (
     resolve_project,
     set_message,
 )
-from bot.projects import NotFound, get_member, get_project, spec_of
-from bot.quiz import next_quiz_question, quiz_summary_lines, start_quiz
-from storage.models import Assignment, AssignmentKind, Draft, Item, Member, MemberState, Project
+from bot.services.projects import get_member, get_project, spec_of
+from bot.services.quiz import next_quiz_question, quiz_summary_lines, start_quiz
+from storage.models import Assignment, Draft, Item, Member, Project
 
 log = logging.getLogger("labelbot.labeling")
 
@@ -328,7 +328,7 @@ class LabelingHandlers:
             mode = "answer"
         initial = ""
         if spec.task is TaskType.SPANS:
-            from bot.markup import render
+            from bot.core.markup import render
 
             initial = render(item.text, draft.value if (draft is not None and mode == "edit") else [])
         elif spec.task is TaskType.REWRITE and mode == "edit" and draft is not None:
@@ -339,7 +339,7 @@ class LabelingHandlers:
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     def on_edit_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        from bot.markup import MarkupError, parse
+        from bot.core.markup import MarkupError, parse
 
         team, user = _team(body), _user(body)
         try:
@@ -424,7 +424,6 @@ class LabelingHandlers:
 
 def register(app: App, deps: Any) -> None:
     h = LabelingHandlers(deps)
-    deps.extras["labeling_handlers"] = h
     app.command("/label")(h.on_command)
     app.action(CHOOSE_RE)(h.on_choose)
     app.action(Action.SELECT)(h.on_choose)

@@ -10,7 +10,6 @@ ephemeral blocks through `respond`, and the chart through `conversations.open` +
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
@@ -18,8 +17,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import report as ui
-from bot.charts import report_chart
-from bot.reports import Chosen, ReportError, choose_for_lead, parse_report_args, report_for
+from bot.services.reports import Chosen, ReportError, choose_for_lead, parse_report_args, report_for
+from bot.services.reports.chart import report_chart
 
 DEFAULT_DAYS = 7
 COMMAND = "/label-report"
@@ -28,7 +27,7 @@ COMMAND = "/label-report"
 class ReportHandlers:
     def __init__(self, deps: Any, workers: int = 2) -> None:
         self.deps = deps
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="report")
+        self.pool = deps.pool("report", workers)
 
     def on_command(
         self, ack: Any, command: dict[str, Any], client: WebClient, respond: Any, logger: logging.Logger
@@ -81,5 +80,4 @@ class ReportHandlers:
 
 def register(app: App, deps: Any) -> None:
     h = ReportHandlers(deps)
-    deps.extras["report_handlers"] = h
     app.command(COMMAND)(h.on_command)

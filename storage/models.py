@@ -11,7 +11,6 @@ Guarantees carried by the schema (see DESIGN.md):
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +31,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from bot.core.enums import (
+    AssignmentStatus,
+    DraftStatus,
+    ItemStatus,
+    MemberState,
+    QuizStatus,
+    Tier,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -68,63 +76,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, Any: JSON}
-
-
-class Tier(StrEnum):
-    CROWD = "crowd"
-    EXPERT = "expert"
-    LEAD = "lead"
-
-
-class MemberState(StrEnum):
-    NEW = "new"
-    QUALIFIED = "qualified"
-    SUSPENDED = "suspended"
-
-
-class ItemStatus(StrEnum):
-    OPEN = "open"  # needs more crowd labels
-    COMPLETE = "complete"  # has its labels; aggregation settles it
-    ESCALATED = "escalated"  # waiting for an expert
-    RESOLVED = "resolved"  # an expert answered (final)
-    GOLD = "gold"  # calibration item: served only as quiz and hidden check
-
-
-class AssignmentKind(StrEnum):
-    PRODUCTION = "production"
-    QUIZ = "quiz"
-    HONEYPOT = "honeypot"
-    EXPERT = "expert"
-
-
-class AssignmentStatus(StrEnum):
-    OPEN = "open"
-    DONE = "done"
-    EXPIRED = "expired"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
-class Action(StrEnum):
-    ACCEPT = "accept"
-    EDIT = "edit"
-    REJECT = "reject"
-    MANUAL = "manual"  # answered with no draft shown (blind or none)
-    SKIP = "skip"
-    AMBIGUOUS = "ambiguous"
-
-
-class DraftStatus(StrEnum):
-    OK = "ok"
-    ERROR = "error"
-    PENDING = "pending"  # submitted in a batch, not collected yet
-
-
-class QuizStatus(StrEnum):
-    RUNNING = "running"
-    PASSED = "passed"
-    FAILED = "failed"
-    ABANDONED = "abandoned"
 
 
 class Project(Base):

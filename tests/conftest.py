@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.clock import FakeClock
-from bot.config import Settings, parse_spec
+from bot.config import Settings
+from bot.core.clock import FakeClock
+from bot.spec import parse_spec
 from storage.db import Database, normalize_url
 
 PG_ENV = "LABELBOT_TEST_POSTGRES_URL"
@@ -136,26 +137,31 @@ def fake_slack() -> Iterator[Any]:
         yield fake
 
 
-def start_bot(db: Database, fake: Any, clock: FakeClock) -> Any:
-    """Build the real app (the composition root) and serve it over HTTP. Returns a context manager."""
+def start_bot(db: Database, fake: Any, clock: FakeClock, *, pacer: Any = None, **settings_overrides: Any) -> Any:
+    """Build the real app through the composition root and serve it over HTTP. Returns a context
+    manager. DM pacing is off unless a `pacer` is given; drafting is off (no OpenAI key) unless the
+    overrides set one."""
     import contextlib
 
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-    from bot.app import Deps, build_app, make_client
+    from bot.app import build_app, build_deps
     from bot.sandbox.http import serve_wsgi
 
     settings = Settings(
         database_url=db.url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=fake.api_url,
+        slack_api_url=fake.api_url, dm_rate=0, **settings_overrides,
     )
 
     @contextlib.contextmanager
     def running() -> Iterator[Bot]:
-        deps = Deps(settings=settings, db=db, clock=clock, client=make_client(settings))
+        deps = build_deps(settings, clock=clock, db=db, pacer=pacer)
         app = build_app(deps)
-        with serve_wsgi(SlackRequestHandler(app)) as base:
-            yield Bot(f"{base}/slack/events", fake, db, clock, deps, app)
+        try:
+            with serve_wsgi(SlackRequestHandler(app)) as base:
+                yield Bot(f"{base}/slack/events", fake, db, clock, deps, app)
+        finally:
+            deps.close()
 
     return running()
 

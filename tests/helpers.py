@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.config import ProjectSpec
-from bot.importer import import_gold, import_items
-from bot.projects import create_project, ensure_member, get_project
-from bot.values import canonical_key
+from bot.core.enums import MemberState
+from bot.core.values import canonical_key
+from bot.services.importer import import_gold, import_items
+from bot.services.projects import create_project, ensure_member, get_project
+from bot.spec import ProjectSpec
 from storage.db import Database
-from storage.models import Draft, Item, MemberState
+from storage.models import Draft, Item
 
 TEAM = "T0TEST"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.labeling import next_task, record_answer
-from bot.projects import ensure_member, get_project
+from bot.services.labeling import next_task, record_answer
+from bot.services.projects import ensure_member, get_project
 from tests.conftest import make_spec
 from tests.helpers import qualify, seed
 
@@ -11,7 +11,7 @@ from tests.helpers import qualify, seed
 def test_claim_tiers_serve_past_a_members_own_history(database, clock, monkeypatch):
     """A member far ahead of the others is served without walking their own history, and nothing open
     is hidden from anyone at the end of the queue."""
-    from bot import labeling
+    from bot.services import labeling
 
     monkeypatch.setattr(labeling, "CLAIM_WINDOW", 2)
     items = [{"id": f"i{n}", "text": f"text {n}"} for n in range(1, 7)]

@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot.config import load_spec
-from bot.demo import DB_NAME, DEMO_DATA, demo
-from bot.importer import import_gold, import_items
-from bot.projects import create_project
+from bot.cli.demo import demo
 from bot.sandbox.annotators import AnswerKey, Persona, Shown, classify, make_personas, read_example
+from bot.sandbox.demo import DB_NAME, DEMO_DATA
+from bot.services.importer import import_gold, import_items
+from bot.services.projects import create_project
+from bot.spec import load_spec
 from storage.db import Database
 from storage.models import Draft, Item, Label
 

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot import drafting
 from bot.app import Deps
-from bot.clock import FakeClock
-from bot.config import ProjectSpec, Settings
-from bot.drafting import (
+from bot.config import Settings
+from bot.core.clock import FakeClock
+from bot.sandbox.fake_openai import FakeOpenAI
+from bot.services import drafting
+from bot.services.drafting import (
     Drafter,
     SimulatedDrafter,
     current_draft,
@@ -26,9 +27,9 @@ from bot.drafting import (
     make_drafter,
     prefetch_once,
 )
-from bot.drafting_prompt import response_schema
-from bot.projects import get_project, update_project
-from bot.sandbox.fake_openai import FakeOpenAI
+from bot.services.drafting.prompt import response_schema
+from bot.services.projects import get_project, update_project
+from bot.spec import ProjectSpec
 from storage.db import Database
 from storage.models import BatchJob, Draft, Item
 from tests.conftest import make_spec
@@ -509,13 +510,11 @@ def test_make_drafter_needs_a_key() -> None:
     make_drafter(Settings())  # leave no process drafter behind for other tests
 
 
-def test_schedule_adds_one_prefetch_job(env: Env) -> None:
-    from apscheduler.schedulers.background import BackgroundScheduler
+def test_scheduler_has_the_prefetch_job_only_when_drafting_is_on(env: Env) -> None:
+    from bot.runtime.scheduler import build_scheduler
 
-    scheduler = BackgroundScheduler(timezone="UTC")
-    drafting.schedule(scheduler, env.deps)
-    [job] = scheduler.get_jobs()
-    assert job.id == "drafting.prefetch" and job.max_instances == 1
-    off = BackgroundScheduler(timezone="UTC")
-    drafting.schedule(off, Deps(settings=Settings(), db=env.db, drafter=None))
-    assert off.get_jobs() == []
+    jobs = {job.id: job for job in build_scheduler(env.deps).get_jobs()}
+    assert jobs["drafting.prefetch"].trigger.interval.total_seconds() == drafting.PREFETCH_INTERVAL_SECONDS
+    assert set(jobs) == {"drafting.prefetch", "reports.daily", "expire_leases", "low_confidence"}
+    off = build_scheduler(Deps(settings=Settings(), db=env.db, drafter=None))
+    assert "drafting.prefetch" not in {job.id for job in off.get_jobs()}

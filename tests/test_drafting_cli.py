@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.cli import _load_plugins, cli
-from bot.clock import SystemClock
+from bot.cli import cli, load_commands
+from bot.core.clock import SystemClock
 from bot.sandbox.fake_openai import FakeOpenAI
 from storage.db import Database
 from storage.models import BatchJob, Draft
@@ -21,7 +21,7 @@ from tests.test_drafting import good_answer
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[Database, FakeOpenAI, dict[str, str]]]:
-    _load_plugins()
+    load_commands()
     db = Database(f"sqlite:///{tmp_path / 'cli.db'}")
     db.upgrade()
     seed(db, make_spec(llm={"concurrency": 2}), SystemClock().now(),

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from bot.config import TaskType
-from bot.drafting_prompt import (
+from bot.core.enums import TaskType
+from bot.sandbox.fake_openai import strict_schema_problems
+from bot.services.drafting.prompt import (
     USER_PREAMBLE,
     DraftProblem,
     Example,
@@ -18,7 +19,6 @@ from bot.drafting_prompt import (
     response_format,
     response_schema,
 )
-from bot.sandbox.fake_openai import strict_schema_problems
 from tests.conftest import make_spec
 
 SPANS = {"task": "spans", "labels": [{"name": "LOC", "description": "a place"}, "PER"]}

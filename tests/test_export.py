@@ -15,19 +15,20 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot.adjudication import (
+from bot.core.enums import MemberState
+from bot.core.values import canonical_key
+from bot.quality.aggregation import aggregate
+from bot.services.adjudication import (
     ProjectAggregator,
     escalate_low_confidence,
     escalated_items,
     low_confidence_reason,
     queue_summary,
 )
-from bot.export import ExportOptions, ExportProblem, export_project, system_prompt
-from bot.projects import ensure_member, get_project
-from bot.quality.aggregation import aggregate
-from bot.values import canonical_key
+from bot.services.export import ExportOptions, ExportProblem, export_project, system_prompt
+from bot.services.projects import ensure_member, get_project
 from storage.frames import labels_frame
-from storage.models import Assignment, Item, Label, MemberState
+from storage.models import Assignment, Item, Label
 from tests.conftest import make_spec
 from tests.helpers import seed
 
@@ -344,7 +345,7 @@ def test_low_confidence_reason_never_rounds_up_to_the_threshold():
 
 @pytest.fixture
 def cli(sqlite_db, clock, monkeypatch):
-    from bot.export_cli import COMMANDS
+    from bot.cli.export import COMMANDS
 
     classification_project(sqlite_db, clock, escalation={"min_confidence": 0.999})
     monkeypatch.setenv("DATABASE_URL", sqlite_db.url)

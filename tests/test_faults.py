@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.pacing import ChannelPacer, install
 from bot.sandbox.fake_slack import FakeSlack
+from bot.slack.pacing import ChannelPacer
 from storage.models import Assignment, Label
 from tests.conftest import BOT_TOKEN, TEAM, start_bot
 from tests.conftest import make_spec as _make_spec
@@ -147,10 +147,15 @@ def test_pacer_from_env():
     assert not pacer.enabled and pacer.burst == 2
 
 
-def test_fast_clicks_are_paced_within_the_channel_rate(timed_bot):
-    bot = timed_bot
+def test_fast_clicks_are_paced_within_the_channel_rate(sqlite_db, clock):
     rate, burst = 8.0, 2
-    pacer = install(bot.app, bot.deps, ChannelPacer(rate=rate, burst=burst))
+    pacer = ChannelPacer(rate=rate, burst=burst)
+    with TimedFakeSlack(bot_token=BOT_TOKEN, team_id=TEAM) as fake, \
+            start_bot(sqlite_db, fake, clock, pacer=pacer) as bot:
+        _check_pacing(bot, pacer, rate, burst)
+
+
+def _check_pacing(bot, pacer, rate, burst):
     ann, msg = _start(bot)
     for n in range(2, 8):
         ann.click(msg, "label.choose:0")

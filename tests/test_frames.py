@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete
 
-from bot.config import parse_spec
-from bot.projects import create_project
-from bot.values import canonical_key
+from bot.core.values import canonical_key
+from bot.services.projects import create_project
+from bot.spec import parse_spec
 from storage.db import Database
 from storage.frames import (
     LABEL_FRAME_COLUMNS,

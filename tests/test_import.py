@@ -10,11 +10,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot.cli import cli
-from bot.importer import ImportError_, import_gold, import_items
-from bot.projects import create_project, get_project
+from bot.cli import load_commands
+from bot.services.importer import ImportError_, import_gold, import_items
+from bot.services.projects import create_project, get_project
 from storage.models import Gold, Item
 from tests.conftest import make_spec
+
+cli = load_commands()
 
 
 def _project(db, clock, **spec):
@@ -167,7 +169,8 @@ def test_cli_round_trip_and_clean_errors(tmp_path):
 
 
 def test_spec_validation_messages():
-    from bot.config import ConfigError, parse_spec
+    from bot.core.errors import ConfigError
+    from bot.spec import parse_spec
 
     with pytest.raises(ConfigError) as err:
         parse_spec({"slug": "x", "name": "X", "task": "classification", "labels": ["a", "a"],

@@ -29,7 +29,7 @@ def test_every_manifest_command_and_event_has_a_listener_and_back(sqlite_bot):
     m = _manifest()
     commands = {c["command"] for c in m["features"]["slash_commands"]}
     events = set(m["settings"]["event_subscriptions"]["bot_events"])
-    registered = sqlite_bot.deps.extras["registered"]
+    registered = sqlite_bot.deps.registered
     assert commands == registered["commands"]
     assert events == registered["events"]
 

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from bot.markup import MarkupError, describe, parse, render
+from bot.core.markup import MarkupError, describe, parse, render
 
 LABELS = ["LOC", "PER", "ORG"]
 TEXT = "I flew to Paris with Ann"

@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 
 from bot.app import Deps
 from bot.config import Settings
-from bot.oauth import bot_scopes
+from bot.runtime.server import Runtime
 from bot.sandbox.driver import Driver
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.http import Request, Response, serve_wsgi
-from bot.server import Runtime
+from bot.slack.oauth import bot_scopes
 from storage.models import Assignment, Label
 from tests.conftest import SIGNING_SECRET, make_spec
 from tests.helpers import qualify, seed
@@ -106,20 +106,20 @@ def _install_team_b(base: str) -> None:
 
 def test_install_flow_stores_the_workspace_in_the_database(oauth_bot):
     base, fake, runtime = oauth_bot
-    store = runtime.deps.extras["installation_store"]
+    store = runtime.deps.installation_store
     assert store.find_bot(enterprise_id=None, team_id=TEAM_B) is None
     _install_team_b(base)
     bot = store.find_bot(enterprise_id=None, team_id=TEAM_B)
     assert (bot.bot_token, bot.bot_id, bot.bot_user_id) == (TOKEN_B, "B0BOTB", "U0BOTB")
     assert fake.oauth_codes == ["good-code"]  # the replay never reached Slack
-    client = runtime.deps.extras["client_for_team"](TEAM_B)
+    client = runtime.deps.client_for_team(TEAM_B)
     assert client.token == TOKEN_B and client.base_url == fake.api_url
-    assert runtime.deps.extras["client_for_team"]("T0NOBODY") is None
+    assert runtime.deps.client_for_team("T0NOBODY") is None
 
 
 def test_a_click_from_another_workspace_is_refused_and_writes_nothing(oauth_bot, database, clock):
     base, fake, runtime = oauth_bot
-    store = runtime.deps.extras["installation_store"]
+    store = runtime.deps.installation_store
     store.save(Installation(app_id=fake.app_id, team_id=TEAM_A, bot_token=TOKEN_A, bot_id="B0BOT",
                             bot_user_id="U0BOT", bot_scopes=list(bot_scopes()), user_id="U0LEAD",
                             installed_at=datetime.now(UTC).timestamp()))
@@ -158,9 +158,9 @@ def test_a_click_from_another_workspace_is_refused_and_writes_nothing(oauth_bot,
 
 def test_uninstall_deletes_the_workspace_installation(oauth_bot):
     base, fake, runtime = oauth_bot
-    store = runtime.deps.extras["installation_store"]
+    store = runtime.deps.installation_store
     _install_team_b(base)
     driver = Driver(f"{base}/slack/events", SIGNING_SECRET, fake, TEAM_B, "U0BOSS", "boss")
     assert driver.event({"type": "app_uninstalled"}).status == 200
     fake.wait_for(lambda: store.find_bot(enterprise_id=None, team_id=TEAM_B) is None)
-    assert runtime.deps.extras["client_for_team"](TEAM_B) is None
+    assert runtime.deps.client_for_team(TEAM_B) is None

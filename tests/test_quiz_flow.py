@@ -133,7 +133,9 @@ def test_honeypots_suspend_a_member_whose_accuracy_drops(bot):
 def test_gold_promotion_from_experts(bot):
     from click.testing import CliRunner
 
-    from bot.cli import cli
+    from bot.cli import load_commands
+
+    cli = load_commands()
 
     seed(bot.db, make_spec(redundancy=2), bot.clock.now(), items=ITEMS[:1], gold=GOLD)
     for uid, choice in [("U0A", 0), ("U0B", 1)]:
@@ -163,7 +165,9 @@ def test_gold_promotion_from_experts(bot):
 def test_invite_only_projects_need_a_lead_invitation(bot):
     from click.testing import CliRunner
 
-    from bot.cli import cli
+    from bot.cli import load_commands
+
+    cli = load_commands()
 
     seed(bot.db, make_spec(members={"open_enrollment": False}), bot.clock.now(), items=ITEMS, gold=GOLD)
     drv = bot.user("U0NEW")
@@ -190,8 +194,8 @@ def test_stats_show_the_members_numbers(bot):
 
 
 def test_few_shot_examples_are_never_hidden_checks(database, clock):
-    from bot.labeling import next_task
-    from bot.projects import ensure_member, get_project
+    from bot.services.labeling import next_task
+    from bot.services.projects import ensure_member, get_project
 
     spec = make_spec(gold_rate=0.5, redundancy=1, llm={"few_shot": 5})
     items = [{"id": f"t{i}", "text": f"item text {i}"} for i in range(40)]

@@ -34,10 +34,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from bot.core.enums import AssignmentStatus
 from bot.sandbox.driver import Driver
 from bot.sandbox.fake_slack import FakeSlack
 from storage.db import Database
-from storage.models import Assignment, AssignmentStatus, Item, Label
+from storage.models import Assignment, Item, Label
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEAM, _pg_schema_database, make_spec
 from tests.helpers import qualify, seed
 
@@ -441,9 +442,9 @@ def test_daily_report_is_posted_once_by_two_replicas(pg, fake, clock):
             deps = Deps(settings=settings, db=db, clock=clock, client=make_client(settings))
             barrier.wait()
             try:
-                from bot.reports import run_due_reports
+                from bot.services.reports import run_due_reports
             except ImportError:  # reports not there yet: the guard it relies on
-                from bot.scheduler import once_per_period
+                from bot.runtime.scheduler import once_per_period
 
                 outcomes.append(once_per_period(db, "reports.daily:rr", clock.now().date().isoformat(), clock.now()))
                 return
@@ -510,7 +511,7 @@ def a_replica_killed_mid_load_loses_no_acknowledged_label_and_leases_come_back(
 
     # 3) The leases of abandoned examples (and of examples leased but never posted) expire and their
     #    items are served again until every item has its labels.
-    from bot.labeling import expire_leases
+    from bot.services.labeling import expire_leases
 
     with pg.session() as s:
         s.execute(update(Assignment).where(Assignment.status == AssignmentStatus.OPEN)

@@ -12,10 +12,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 
-from bot.reports import run_due_reports, schedule
+from bot.runtime.scheduler import build_scheduler
 from bot.sandbox.fake_slack import check_message_blocks
+from bot.services.reports import run_due_reports
 from storage.db import Database
 from tests.conftest import TEAM, start_bot
 from tests.test_frames import T0, Seeder
@@ -144,11 +145,21 @@ def test_daily_summary_is_posted_once_by_two_app_instances(bot: Any) -> None:
     assert len(bot.fake.calls_to("files.completeUploadExternal")) == 1
 
 
-def _start_scheduler(deps: Any) -> BackgroundScheduler:
-    scheduler = BackgroundScheduler(timezone="UTC")
-    schedule(scheduler, deps)
+def _run_scheduler_until_daily_run(deps: Any) -> None:
+    """Start the app's scheduler, wait until the daily-report job's start-up run has finished, stop."""
+    done = threading.Event()
+    scheduler = build_scheduler(deps)
+
+    def on_event(event: Any) -> None:
+        if event.job_id == "reports.daily":
+            done.set()
+
+    scheduler.add_listener(on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     scheduler.start()
-    return scheduler
+    try:
+        assert done.wait(20), "the daily-report job did not run at start-up"
+    finally:
+        scheduler.shutdown(wait=True)
 
 
 def test_missed_summary_is_caught_up_once_at_start(sqlite_bot: Any) -> None:
@@ -156,14 +167,7 @@ def test_missed_summary_is_caught_up_once_at_start(sqlite_bot: Any) -> None:
     bot.fake.add_channel("CREPORTS")
     _seed(bot.db, team=TEAM)
     bot.clock.set(datetime(2026, 1, 6, 15, 0, tzinfo=UTC))  # the bot was down at 09:00
-    scheduler = _start_scheduler(bot.deps)  # the job's first run is at start-up
-    try:
-        bot.fake.wait_for(lambda: bot.fake.files("CREPORTS"), timeout=20)
-    finally:
-        scheduler.shutdown(wait=True)
-    scheduler = _start_scheduler(bot.deps)  # a restart later that day
-    try:
-        time.sleep(0.5)
-    finally:
-        scheduler.shutdown(wait=True)
+    _run_scheduler_until_daily_run(bot.deps)  # the job's first run is at start-up
+    bot.fake.wait_for(lambda: bot.fake.files("CREPORTS"), timeout=20)
+    _run_scheduler_until_daily_run(bot.deps)  # a restart later that day: its start-up run has finished
     assert len(summaries(bot.fake, "CREPORTS")) == 1 and len(bot.fake.files("CREPORTS")) == 1

@@ -17,10 +17,12 @@ from sqlalchemy import select
 
 from bot.blocks.report import report_text, summary_blocks, summary_text
 from bot.blocks.text import FIELD_TEXT_MAX, HEADER_MAX, MESSAGE_BLOCKS_MAX, SECTION_TEXT_MAX
-from bot.charts import report_chart, report_figure
-from bot.clock import FakeClock
-from bot.reports import ReportError, build_report, parse_report_args, run_due_reports
+from bot.config import Settings
+from bot.core.clock import FakeClock
+from bot.deps import Deps
 from bot.sandbox.fake_slack import check_message_blocks
+from bot.services.reports import ReportError, build_report, parse_report_args, run_due_reports
+from bot.services.reports.chart import report_chart, report_figure
 from storage.db import Database
 from storage.models import Project, ReportRun
 from tests.test_frames import BACKENDS, T0, Seeder, backend, emptied
@@ -171,16 +173,16 @@ def test_report_numbers_match_hand_computation(db: Database) -> None:
 
 
 def test_alerts_come_first_and_in_order(lite: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.drafting
+    import bot.services.drafting
 
     sd = _seed(lite)
-    real = bot.drafting.drafter_health
+    real = bot.services.drafting.drafter_health
 
     def paused(*args: Any, **kwargs: Any) -> dict:
         health = real(*args, **kwargs)
         return {**health, "paused": True, "consecutive_failures": 5, "last_error": "<!channel> 503"}
 
-    monkeypatch.setattr(bot.drafting, "drafter_health", paused)
+    monkeypatch.setattr(bot.services.drafting, "drafter_health", paused)
     data = _report(lite, sd).to_json()
     kinds = [a["kind"] for a in data["alerts"]]
     assert kinds == ["drafting_paused", "suspension", "low_gold_accuracy", "anchoring"]
@@ -357,9 +359,8 @@ class RecordingClient:
         return {"ok": True}
 
 
-class _Deps:
-    def __init__(self, db: Database, clock: FakeClock, client: Any) -> None:
-        self.db, self.clock, self.client, self.extras = db, clock, client, {}
+def _Deps(db: Database, clock: FakeClock, client: Any) -> Deps:
+    return Deps(settings=Settings(database_url=db.url), db=db, clock=clock, client=client)
 
 
 def _runs(db: Database) -> list[ReportRun]:
@@ -419,7 +420,7 @@ def test_projects_without_a_report_channel_are_skipped(lite: Database) -> None:
 
 
 def test_a_suspended_member_gets_no_second_alert(lite: Database) -> None:
-    from bot.projects import get_project, set_member
+    from bot.services.projects import get_project, set_member
 
     sd = _seed(lite)
     with lite.session() as s:  # UB (0% on hidden checks) is suspended during the window
@@ -452,7 +453,7 @@ def test_week_on_week_anchoring_change(db: Database) -> None:
 
 
 def test_without_drafting_stats_cost_and_health_are_na(lite: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.reports as reports
+    import bot.services.reports as reports
 
     sd = _seed(lite)
     monkeypatch.setattr(reports, "_call_drafting", lambda *a, **k: reports._MISSING)

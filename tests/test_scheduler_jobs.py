@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from sqlalchemy import select
 
-from bot.labeling import next_task, record_answer
-from bot.projects import ensure_member, get_project
-from bot.scheduler import once_per_period
+from bot.config import Settings
+from bot.deps import Deps
+from bot.jobs import escalate_low_confidence
+from bot.services.labeling import next_task, record_answer
+from bot.services.projects import ensure_member, get_project
+from storage.locks import once_per_period
 from storage.models import Item
 from tests.conftest import make_spec
 from tests.helpers import qualify, seed
@@ -29,7 +30,6 @@ def test_once_per_period_has_one_winner(database, clock):
 
 
 def test_low_confidence_job_escalates_settled_items(database, clock):
-    from bot import adjudication
 
     # multilabel settles by per-label majority (classification uses Dawid-Skene, which needs more data)
     spec = make_spec(task="multilabel", escalation={"min_confidence": 0.9})
@@ -46,11 +46,10 @@ def test_low_confidence_job_escalates_settled_items(database, clock):
                           value=choice, now=clock.now())
     with database.read() as s:
         assert s.scalar(select(Item.status)) == "complete"  # 2 of 3 agree: a majority
-    scheduler = _Recorder()
-    adjudication.schedule(scheduler, SimpleNamespace(db=database, clock=clock))
-    scheduler.jobs["low_confidence"]()
+    deps = Deps(settings=Settings(database_url=database.url), db=database, clock=clock)
+    escalate_low_confidence(deps)
     with database.read() as s:
         item = s.scalar(select(Item))
     assert item.status == "escalated" and item.escalation_reason.startswith("low confidence 0.6")
-    scheduler.jobs["low_confidence"]()  # the same hour: nothing more to do, and no error
+    escalate_low_confidence(deps)  # the same hour: nothing more to do, and no error
 

@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 
 from bot.app import Deps
 from bot.config import Settings
+from bot.runtime.server import WSGIApp, gunicorn_options, health, startup_lock, upgrade
 from bot.sandbox.driver import Driver
 from bot.sandbox.http import serve_wsgi
-from bot.server import WSGIApp, gunicorn_options, health, startup_lock, upgrade
 from storage.db import Database
 from storage.models import Label
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEAM, make_spec
@@ -49,7 +49,7 @@ def _settings(db: Database, fake: Any) -> Settings:
 
 
 def test_healthz_is_200_with_a_database_and_503_without(sqlite_db, fake_slack, clock):
-    from bot.server import Runtime
+    from bot.runtime.server import Runtime
 
     settings = _settings(sqlite_db, fake_slack)
     runtime = Runtime.build(settings, scheduler=False, deps=Deps(settings=settings, db=sqlite_db, clock=clock))
@@ -129,7 +129,7 @@ def test_labelbot_serve_http_two_workers_scheduler_and_graceful_sigterm(tmp_path
 def test_socket_mode_connects_and_shuts_down_on_sigterm(tmp_path: Path, monkeypatch):
     import slack_bolt.adapter.socket_mode as socket_mode
 
-    from bot import server
+    from bot.runtime import server
 
     events: list[str] = []
 

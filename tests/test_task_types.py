@@ -117,7 +117,7 @@ def test_blind_every_nth_hides_the_draft_but_links_it(bot):
 
 
 def test_expired_lease_returns_the_item_and_refuses_the_late_click(bot):
-    from bot.labeling import expire_leases
+    from bot.services.labeling import expire_leases
 
     seed(bot.db, make_spec(redundancy=1, lease_minutes=30), bot.clock.now(), items=[{"id": "t1", "text": "x"}])
     qualify(bot.db, "intents", "U0ANN", bot.clock.now())

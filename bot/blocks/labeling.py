@@ -25,9 +25,9 @@ from bot.blocks.text import (
     section_md,
     section_plain,
 )
-from bot.config import TaskType
-from bot.domain import Answer, Feedback, Task
-from bot.values import display
+from bot.core.enums import TaskType
+from bot.core.types import Answer, Feedback, Task
+from bot.core.values import display
 
 TEXT_PREVIEW = 2900
 MAX_BUTTON_LABELS = 5
@@ -80,7 +80,7 @@ def _draft_blocks(task: Task) -> list[dict[str, Any]]:
     who = f" ({SIMULATED_NOTE})" if task.draft_simulated else ""
     conf = f" · confidence {task.draft_confidence:.0%}" if task.draft_confidence is not None else ""
     if task.task is TaskType.SPANS:
-        from bot.markup import render
+        from bot.core.markup import render
 
         try:
             marked = render(task.text, task.draft_value)

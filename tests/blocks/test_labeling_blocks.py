@@ -9,10 +9,10 @@ import pytest
 
 from bot.blocks import labeling as ui
 from bot.blocks.text import escape_mrkdwn, safe_mrkdwn
-from bot.config import TaskType
-from bot.domain import Answer, Feedback, Progress, Task
-from bot.labeling import MemberStats
+from bot.core.enums import TaskType
+from bot.core.types import Answer, Feedback, Progress, Task
 from bot.sandbox.fake_slack import check_message_blocks, check_view
+from bot.services.labeling import MemberStats
 
 NASTY = "<!channel> <@U0LEAD> <https://evil.example|bank> & *bold* `code` \u202eRTL\u202c zero\u200bwidth 🤖"
 

@@ -21,10 +21,12 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot.config import ProjectSpec, TaskType
-from bot.projects import spec_of
-from bot.values import ValueProblem, canonical_key, normalize
-from storage.models import Gold, Item, ItemStatus, Project
+from bot.core.enums import ItemStatus, TaskType
+from bot.core.errors import LabelbotError
+from bot.core.values import ValueProblem, canonical_key, normalize
+from bot.services.projects import spec_of
+from bot.spec import ProjectSpec
+from storage.models import Gold, Item, Project
 
 MAX_TEXT_CHARS = 100_000
 MAX_ID_CHARS = 200
@@ -34,7 +36,7 @@ CHUNK = 5000
 Progress = Callable[[int], None]
 
 
-class ImportError_(Exception):
+class ImportError_(LabelbotError):
     """The file was rejected; nothing was written. `errors` are one line each."""
 
     def __init__(self, path: str, errors: list[str], total_errors: int | None = None) -> None:

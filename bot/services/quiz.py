@@ -14,26 +14,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.config import ProjectSpec, TaskType
-from bot.domain import Feedback, Task
-from bot.labeling import Refused, build_task
-from bot.projects import ensure_member, spec_of
-from bot.values import canonical_key, display
-from storage.models import (
-    Assignment,
-    AssignmentKind,
-    AssignmentStatus,
-    Gold,
-    Item,
-    ItemStatus,
-    Label,
-    Member,
-    MemberState,
-    Project,
-    QuizAttempt,
-    QuizStatus,
-    Tier,
-)
+from bot.core.enums import AssignmentKind, AssignmentStatus, ItemStatus, MemberState, QuizStatus, TaskType, Tier
+from bot.core.errors import Refused
+from bot.core.types import Feedback, Task
+from bot.core.values import canonical_key, display
+from bot.services.labeling import build_task
+from bot.services.projects import ensure_member, spec_of
+from bot.spec import ProjectSpec
+from storage.models import Assignment, Gold, Item, Label, Member, Project, QuizAttempt
 
 QUIZ_LEASE = timedelta(days=2)
 

@@ -143,17 +143,13 @@ def pacing_middleware(pacer: ChannelPacer) -> Callable[..., Any]:
     return pace_messages
 
 
-def install(app: Any, deps: Any, pacer: ChannelPacer | None = None) -> ChannelPacer:
-    """Pace every listener's chat.postMessage and the jobs' client (deps.client) with one pacer.
-    Idempotent per app: a second call returns the pacer already installed."""
+def install_pacing(app: Any, pacer: ChannelPacer) -> ChannelPacer:
+    """Pace every listener's chat.postMessage with `pacer` (the jobs' client is paced by
+    `bot.app.build_deps`). Idempotent per app: a second call returns the pacer already installed."""
     installed = getattr(app, "_labelbot_pacer", None)
     if installed is not None:
         return installed
-    pacer = pacer or ChannelPacer.from_env()
     app._labelbot_pacer = pacer
-    deps.extras["pacer"] = pacer
     if pacer.enabled:
         app.use(pacing_middleware(pacer))
-        if isinstance(deps.client, WebClient) and not isinstance(deps.client, PacedWebClient):
-            deps.client = paced_copy(deps.client, pacer)
     return pacer

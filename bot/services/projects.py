@@ -9,17 +9,10 @@ from datetime import datetime
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from bot.config import ProjectSpec, parse_spec
-from storage.models import Item, ItemStatus, Label, Member, MemberState, Project, Tier
-
-
-class NotFound(LookupError):
-    """A named thing does not exist; the message is shown to a person."""
-
-
-class Conflict(ValueError):
-    """The request contradicts what is stored; the message is shown to a person."""
-
+from bot.core.enums import ItemStatus, MemberState, Tier
+from bot.core.errors import Conflict, NotFound
+from bot.spec import ProjectSpec, parse_spec
+from storage.models import Item, Label, Member, Project
 
 _spec_cache: dict[str, ProjectSpec] = {}
 

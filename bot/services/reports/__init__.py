@@ -32,8 +32,8 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.config import ProjectSpec, TaskType
-from bot.projects import get_project, list_projects, spec_of
+from bot.core.enums import TaskType, Tier
+from bot.core.errors import LabelbotError
 from bot.quality import agreement as agreement_stats
 from bot.quality import drift as drift_stats
 from bot.quality import llm as llm_stats
@@ -48,9 +48,12 @@ from bot.quality.common import (
     of_kind,
     same_key,
 )
+from bot.services.projects import get_project, list_projects, spec_of
+from bot.spec import ProjectSpec
 from storage.db import Database
 from storage.frames import anchoring_counts, draft_totals, labels_frame, local_days, members_frame
-from storage.models import Member, Project, ReportRun, Tier
+from storage.locks import instance_name
+from storage.models import Member, Project, ReportRun
 
 log = logging.getLogger("labelbot.reports")
 
@@ -84,7 +87,7 @@ MAX_TREND_DAYS = 92
 MAX_DAYS = 365
 
 
-class ReportError(ValueError):
+class ReportError(LabelbotError, ValueError):
     """A report request that cannot be served; the message is shown to a person."""
 
 
@@ -317,9 +320,9 @@ _MISSING = object()
 def _call_drafting(name: str, *args: Any, **kwargs: Any) -> Any:
     """Call bot.drafting.<name>(...) if that module offers it, else return _MISSING."""
     try:
-        module = importlib.import_module("bot.drafting")
+        module = importlib.import_module("bot.services.drafting")
     except ModuleNotFoundError as e:
-        if e.name != "bot.drafting":
+        if e.name != "bot.services.drafting":
             raise
         return _MISSING
     fn = getattr(module, name, None)
@@ -811,21 +814,12 @@ def _due_day(spec: ProjectSpec, now: datetime) -> date | None:
     return local.date() if local.time() >= time(hour, minute) else None
 
 
-def _client_for(deps: Any, team_id: str) -> Any:
-    if getattr(deps, "client", None) is not None:
-        return deps.client
-    factory = getattr(deps, "extras", {}).get("client_for_team")
-    return factory(team_id) if factory is not None else None
-
-
 def run_due_reports(deps: Any) -> list[RunOutcome]:
     """Post each project's daily summary once per local day, at or after its report time.
 
     A replica claims (project, local day) by inserting the ReportRun row; the unique constraint lets
     exactly one win, so several replicas (and a restart after the time passed: the catch-up) post once.
     A failed post marks the run failed with the error; it is not retried that day."""
-    from bot.scheduler import instance_name
-
     now = deps.clock.now()
     with deps.db.read() as s:
         candidates = [(p.id, p.slug, p.team_id, spec_of(p)) for p in list_projects(s)]
@@ -843,7 +837,7 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
         stale = existing is not None and existing[1] == "claimed" and existing[2] < now - STALE_CLAIM
         if existing is not None and not stale:
             continue
-        client = _client_for(deps, team_id)
+        client = deps.workspace_client(team_id)
         if client is None:
             log.warning("no Slack client for workspace %s: daily report of %s not posted", team_id, slug)
             continue
@@ -879,7 +873,7 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
 
 def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, day: date, now: datetime) -> RunOutcome:
     from bot.blocks.report import summary_blocks, summary_text
-    from bot.charts import report_chart
+    from bot.services.reports.chart import report_chart
 
     ts: str | None = None
     try:
@@ -923,23 +917,6 @@ def _finish_run(db: Database, run_id: int, status: str, *, ts: str | None, error
         run.error = error
         if status == "posted":
             run.posted_at = now
-
-
-def schedule(scheduler: Any, deps: Any) -> None:
-    """Every minute, post the daily summaries that are due; the first run happens at start-up, so a
-    report whose time passed while the bot was down is caught up (once)."""
-    scheduler.add_job(
-        run_due_reports,
-        "interval",
-        minutes=1,
-        args=[deps],
-        id="reports.daily",
-        replace_existing=True,
-        next_run_time=datetime.now(UTC),
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=60,
-    )
 
 
 # --------------------------------------------------------------------------------------------------

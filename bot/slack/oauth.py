@@ -5,7 +5,7 @@ Bolt: `/slack/install` starts an install, `/slack/oauth_redirect` finishes it, a
 authorized with the bot token stored for its workspace. The stores live in the same database as the
 rest (SQLAlchemy stores, not Bolt's default files, which break across replicas).
 
-`deps.extras` gets:
+`deps` gets:
 - `installation_store`: handlers/events.py deletes installs on app_uninstalled / tokens_revoked;
 - `client_for_team(team_id) -> WebClient | None`: a client with that workspace's bot token, for
   jobs that post outside a request (bot.reports uses it for the daily summaries).
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import yaml
 from slack_bolt.authorization.authorize import InstallationStoreAuthorize
@@ -25,12 +24,17 @@ from slack_sdk import WebClient
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
+from bot.deps import Deps
+from bot.slack.client import make_client
+from bot.slack.pacing import paced_copy
+from storage.locks import startup_lock
+
 log = logging.getLogger("labelbot.oauth")
 
 STATE_EXPIRATION_SECONDS = 600
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
-MANIFEST = Path(__file__).resolve().parent.parent / "app_manifest.yml"
+MANIFEST = Path(__file__).resolve().parents[2] / "app_manifest.yml"
 # The bot scopes of app_manifest.yml, for an installed package that does not ship the manifest.
 FALLBACK_SCOPES = ("chat:write", "im:write", "commands", "files:write", "users:read")
 
@@ -46,10 +50,8 @@ def bot_scopes(manifest: Path = MANIFEST) -> tuple[str, ...]:
     return tuple(str(s) for s in scopes) or FALLBACK_SCOPES
 
 
-def stores(deps: Any) -> tuple[SQLAlchemyInstallationStore, SQLAlchemyOAuthStateStore]:
+def stores(deps: Deps) -> tuple[SQLAlchemyInstallationStore, SQLAlchemyOAuthStateStore]:
     """The installation and state stores on deps.db's engine, their tables created if missing."""
-    from bot.server import startup_lock
-
     settings = deps.settings
     engine = deps.db.engine
     installations = SQLAlchemyInstallationStore(client_id=settings.slack_client_id, engine=engine)
@@ -61,29 +63,25 @@ def stores(deps: Any) -> tuple[SQLAlchemyInstallationStore, SQLAlchemyOAuthState
     return installations, states
 
 
-def client_for_team(deps: Any, store: SQLAlchemyInstallationStore, team_id: str) -> WebClient | None:
+def client_for_team(deps: Deps, store: SQLAlchemyInstallationStore, team_id: str) -> WebClient | None:
     """A Web API client with the bot token installed in `team_id` (None when not installed)."""
-    from bot.app import make_client
-
     bot = store.find_bot(enterprise_id=None, team_id=team_id)
     if bot is None or not bot.bot_token:
         return None
     client = make_client(deps.settings, token=bot.bot_token)
-    pacer = deps.extras.get("pacer")
+    pacer = deps.pacer
     if pacer is not None and pacer.enabled:
-        from bot.pacing import paced_copy
-
         return paced_copy(client, pacer)
     return client
 
 
-def oauth_settings(deps: Any) -> OAuthSettings:
+def oauth_settings(deps: Deps) -> OAuthSettings:
     settings = deps.settings
     if not settings.oauth_enabled:
         raise ValueError("oauth_settings needs SLACK_CLIENT_ID and SLACK_CLIENT_SECRET")
     installations, states = stores(deps)
-    deps.extras["installation_store"] = installations
-    deps.extras["client_for_team"] = lambda team_id: client_for_team(deps, installations, team_id)
+    deps.installation_store = installations
+    deps.client_for_team = lambda team_id: client_for_team(deps, installations, team_id)
     oauth = OAuthSettings(
         client_id=settings.slack_client_id,
         client_secret=settings.slack_client_secret,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.config import TaskType
+from bot.core.enums import TaskType
 
 
 @dataclass

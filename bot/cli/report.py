@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from bot.clock import SystemClock
-from bot.reports import MAX_DAYS, ReportError, report_for, to_json_text
+from bot.core.clock import SystemClock
+from bot.services.reports import MAX_DAYS, ReportError, report_for, to_json_text
 
 
 @click.command("report")
@@ -21,12 +21,12 @@ from bot.reports import MAX_DAYS, ReportError, report_for, to_json_text
 @click.option("--chart", type=click.Path(dir_okay=False, writable=True), help="Also write the chart PNG here.")
 def report_cmd(slug: str, days: int, as_json: bool, chart: str | None) -> None:
     """Agreement, gold accuracy, drafts, drift and alerts for the last DAYS days."""
-    from bot.cli import UserError, _db, _friendly
+    from bot.cli.common import UserError, friendly, open_db
 
-    @_friendly
+    @friendly
     def run() -> None:
         try:
-            report = report_for(_db(), slug, days, SystemClock().now())
+            report = report_for(open_db(), slug, days, SystemClock().now())
         except ReportError as e:
             raise UserError(str(e)) from None
         if as_json:
@@ -34,7 +34,7 @@ def report_cmd(slug: str, days: int, as_json: bool, chart: str | None) -> None:
         else:
             click.echo(report.to_text(), nl=False)
         if chart:
-            from bot.charts import report_chart
+            from bot.services.reports.chart import report_chart
 
             Path(chart).write_bytes(report_chart(report.to_json()))
             click.echo(f"Chart written to {chart}", err=as_json)

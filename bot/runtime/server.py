@@ -9,7 +9,7 @@ Under gunicorn each worker builds its own `Runtime` after the fork (when gunicor
 worker, after its signal handlers are set): database pool, Bolt app, pacer, and the APScheduler unless
 `scheduler=False`. Several workers and several replicas may run
 the scheduler at once: every job is guarded by the database (report runs unique per project and day,
-`bot.scheduler.once_per_period`, `FOR UPDATE SKIP LOCKED` lease expiry).
+`storage.locks.once_per_period`, `FOR UPDATE SKIP LOCKED` lease expiry).
 
 Graceful shutdown: on SIGTERM a gthread worker stops accepting, finishes its in-flight requests within
 `graceful_timeout`, then `worker_exit` stops the scheduler and drains Bolt's listener pool (listeners
@@ -18,21 +18,21 @@ run after the ack, so an acknowledged click may still be writing when the HTTP a
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
-
+from bot.app import build_app, build_deps
 from bot.config import Settings
+from bot.deps import Deps
+from bot.runtime.scheduler import build_scheduler
 from storage.db import Database
+from storage.locks import startup_lock
 
 log = logging.getLogger("labelbot.server")
 
@@ -46,29 +46,6 @@ DRAIN_TIMEOUT = 20.0
 # ------------------------------------------------------------------------------------------------
 # Start-up helpers
 # ------------------------------------------------------------------------------------------------
-
-
-def _lock_key(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"labelbot:{name}".encode(), digest_size=8).digest(), "big", signed=True)
-
-
-@contextlib.contextmanager
-def startup_lock(db: Database, name: str) -> Iterator[None]:
-    """Run a start-up step (migrations, creating tables) in one process at a time.
-
-    PostgreSQL: a session advisory lock; SQLite: nothing (its writers are serialized already)."""
-    if not db.is_postgres:
-        yield
-        return
-    key = _lock_key(name)
-    with db.engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.commit()
 
 
 def upgrade(db: Database) -> None:
@@ -121,24 +98,19 @@ class WSGIApp:
 class Runtime:
     """What one serving process owns: deps (database pool, clients), the Bolt app, the scheduler."""
 
-    deps: Any
+    deps: Deps
     app: Any
     wsgi: WSGIApp
     scheduler: Any = None
     pid: int = field(default_factory=os.getpid)
 
     @classmethod
-    def build(cls, settings: Settings, *, scheduler: bool = True, deps: Any = None) -> Runtime:
-        from bot.app import build_app, build_deps
-        from bot.pacing import install as install_pacing
-
+    def build(cls, settings: Settings, *, scheduler: bool = True, deps: Deps | None = None,
+              socket_mode: bool = False) -> Runtime:
         deps = deps or build_deps(settings)
-        app = build_app(deps)
-        install_pacing(app, deps)
+        app = build_app(deps, socket_mode=socket_mode)
         runtime = cls(deps=deps, app=app, wsgi=WSGIApp(app, deps.db))
         if scheduler:
-            from bot.scheduler import build_scheduler
-
             runtime.scheduler = build_scheduler(deps)
         return runtime
 
@@ -148,21 +120,11 @@ class Runtime:
             log.info("scheduler started in process %s", os.getpid())
 
     def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
-        """Stop the scheduler, let listeners that already acked finish, close the pool."""
+        """Stop the scheduler, let listeners that already acked (and the work they started) finish, close
+        the database pool."""
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        executor = getattr(getattr(self.app, "listener_runner", None), "listener_executor", None)
-        if executor is not None:
-            done = threading.Event()
-
-            def drain() -> None:
-                executor.shutdown(wait=True)
-                done.set()
-
-            threading.Thread(target=drain, name="drain-listeners", daemon=True).start()
-            if not done.wait(drain_timeout):
-                log.warning("listeners still running after %.0fs; exiting anyway", drain_timeout)
-        self.deps.db.dispose()
+        self.deps.close(drain_timeout)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,7 +200,7 @@ def serve_socket_mode(settings: Settings, *, scheduler: bool) -> None:
     """One process; SIGTERM/SIGINT disconnect, stop the scheduler and drain the listeners."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    runtime = Runtime.build(settings, scheduler=scheduler)
+    runtime = Runtime.build(settings, scheduler=scheduler, socket_mode=True)
     handler = SocketModeHandler(runtime.app, settings.slack_app_token)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,7 +9,6 @@ a hidden gold check (at `gold_rate`) -> production work, items nearest completio
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections import Counter
@@ -20,32 +19,23 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, load_only
 
-from bot.config import ProjectSpec, TaskType
-from bot.domain import Answer, Progress, Task
-from bot.projects import NotFound, get_member, list_projects, spec_of
-from bot.quality.scoring import score as score_answer
-from bot.values import ValueProblem, canonical_key, normalize
-from storage.models import (
+from bot.core.enums import (
     Action,
-    Assignment,
     AssignmentKind,
     AssignmentStatus,
-    Draft,
     DraftStatus,
-    Gold,
-    Item,
     ItemStatus,
-    Label,
-    Member,
     MemberState,
-    Project,
+    TaskType,
     Tier,
 )
-
-
-class Refused(Exception):
-    """A request that must not change anything; the message is shown to the user (ephemeral)."""
-
+from bot.core.errors import NotFound, Refused
+from bot.core.types import Answer, Progress, Task
+from bot.core.values import ValueProblem, canonical_key, normalize
+from bot.quality.scoring import score as score_answer
+from bot.services.projects import get_member, list_projects, spec_of
+from bot.spec import ProjectSpec
+from storage.models import Assignment, Draft, Gold, Item, Label, Member, Project
 
 # ------------------------------------------------------------------------------------------
 # Results
@@ -295,7 +285,7 @@ def _few_shot_gold_ids(session: Session, project: Project, spec: ProjectSpec) ->
     never used as hidden checks (the same deterministic choice the drafting prompt makes)."""
     if spec.llm.few_shot <= 0:
         return []
-    from bot.drafting_prompt import MAX_EXAMPLE_CHARS, Example, choose_examples
+    from bot.services.drafting.prompt import MAX_EXAMPLE_CHARS, Example, choose_examples
 
     rows = session.execute(
         select(Gold.id, Gold.value)
@@ -573,7 +563,7 @@ def record_answer(
         if reason:
             answer.suspended, answer.suspension_reason = True, reason
     elif assignment.kind == AssignmentKind.QUIZ:
-        from bot.quiz import after_quiz_answer
+        from bot.services.quiz import after_quiz_answer
 
         answer.feedback = after_quiz_answer(session, project, spec, member, assignment, label, now)
     return answer
@@ -682,27 +672,6 @@ def expire_leases(session: Session, now: datetime, limit: int = 500) -> list[tup
 
 def set_message(session: Session, assignment_id: int, channel: str, ts: str) -> None:
     session.execute(update(Assignment).where(Assignment.id == assignment_id).values(channel=channel, ts=ts))
-
-
-def schedule(scheduler: Any, deps: Any) -> None:
-    """Expire leases every 30 seconds and mark their messages as expired."""
-
-    def job() -> None:
-        with deps.db.session() as s:
-            expired = expire_leases(s, deps.clock.now())
-        client = deps.client
-        if client is None:
-            return
-        from bot.blocks.labeling import expired_message
-
-        for channel, ts in expired:
-            if channel and ts:
-                text, blocks = expired_message()
-                # The lease is already returned; updating the message is cosmetic.
-                with contextlib.suppress(Exception):
-                    client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
-
-    scheduler.add_job(job, "interval", seconds=30, id="expire_leases", max_instances=1, coalesce=True)
 
 
 # ------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bot.core.errors import LabelbotError
+
 __all__ = ["MarkupError", "describe", "parse", "render"]
 
 _ESCAPABLE = "\\[]()"
@@ -25,7 +27,7 @@ _LABEL_SPECIAL = "\\[]()"
 _MAX_MESSAGE = 150
 
 
-class MarkupError(ValueError):
+class MarkupError(LabelbotError, ValueError):
     """Markup that can't be read; the message is shown to the person who typed it."""
 
     def __init__(self, message: str, position: int | None = None) -> None:

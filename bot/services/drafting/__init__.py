@@ -39,8 +39,11 @@ import openai
 from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.config import ProjectSpec, Settings, TaskType
-from bot.drafting_prompt import (
+from bot.config import Settings
+from bot.core.enums import DraftStatus, ItemStatus, TaskType
+from bot.core.errors import LabelbotError
+from bot.core.values import MAX_REWRITE_CHARS, canonical_key, normalize
+from bot.services.drafting.prompt import (
     ERROR_KINDS,
     MAX_EXAMPLE_CHARS,
     DraftProblem,
@@ -52,9 +55,9 @@ from bot.drafting_prompt import (
     parse_output,
     response_format,
 )
-from bot.values import MAX_REWRITE_CHARS, canonical_key, normalize
+from bot.spec import ProjectSpec
 from storage.db import Database
-from storage.models import BatchJob, Draft, DraftStatus, Gold, Item, ItemStatus, Project
+from storage.models import BatchJob, Draft, Gold, Item, Project
 
 log = logging.getLogger("labelbot.drafting")
 
@@ -98,7 +101,7 @@ _CREATE_HAS_CACHE_KEY = "prompt_cache_key" in inspect.signature(
 ).parameters
 
 
-class DraftingUnavailable(RuntimeError):
+class DraftingUnavailable(LabelbotError, RuntimeError):
     """Drafting cannot run (no API key, simulated drafter for a batch...); the message says why."""
 
 
@@ -585,7 +588,7 @@ class Context:
 
 def load_context(session: Session, project: Project, drafter: _BaseDrafter, spec: ProjectSpec | None = None) -> Context:
     """Build the project's prompt: few-shot gold chosen from (id, answer) rows, texts read for the chosen."""
-    from bot.projects import spec_of
+    from bot.services.projects import spec_of
 
     spec = spec or spec_of(project)
     examples: list[Example] = []
@@ -899,7 +902,7 @@ def undrafted_count(db: Database, project_slug: str, drafter: _BaseDrafter, *, r
                     now: datetime | None = None) -> int:
     """How many items of demand (open with slots left, and gold when hidden checks are on) lack a
     current draft: what `draft_items` would draft without a limit."""
-    from bot.projects import get_project
+    from bot.services.projects import get_project
 
     now = now or datetime.now(UTC)
     with db.read() as s:
@@ -925,7 +928,7 @@ def draft_items(
 ) -> DraftRunStats:
     """Draft a project's items synchronously (serving order, or exactly `item_ids`) with the spec's
     concurrency. Items with a current ok/error draft are skipped (errors too unless `retry_errors`)."""
-    from bot.projects import get_project
+    from bot.services.projects import get_project
 
     drafter = drafter if drafter is not None else (_CURRENT or make_drafter(Settings.from_env()))
     if drafter is None:
@@ -942,7 +945,7 @@ def draft_items(
 def prefetch_once(deps: Any, *, now: datetime | None = None) -> dict[str, DraftRunStats]:
     """One prefetch pass: for each project with llm.enabled, draft the next `llm.buffer` items of demand
     that lack a draft for the current (model, prompt_version), `llm.concurrency` calls at a time."""
-    from bot.projects import list_projects, spec_of
+    from bot.services.projects import list_projects, spec_of
 
     drafter = deps.drafter
     if drafter is None:
@@ -976,17 +979,6 @@ def prefetch_job(deps: Any, *, budget_seconds: float = PREFETCH_LOOP_BUDGET_SECO
         results = prefetch_once(deps)
         if not any(r.capped for r in results.values()) or time.monotonic() >= deadline:
             return
-
-
-def schedule(scheduler: Any, deps: Any) -> None:
-    """Add the prefetch job (every few seconds, one instance at a time) when drafting is on."""
-    if deps.drafter is None:
-        return
-    scheduler.add_job(
-        prefetch_job, "interval", seconds=PREFETCH_INTERVAL_SECONDS, args=[deps], id="drafting.prefetch",
-        name="drafting.prefetch", max_instances=1, coalesce=True, replace_existing=True,
-        next_run_time=datetime.now(UTC),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1053,7 +1045,7 @@ def submit_batch(db: Database, project_slug: str, *, drafter: _BaseDrafter | Non
                  now: datetime | None = None) -> BatchSubmitResult:
     """Upload a JSONL of chat-completions requests for the items lacking a current draft, create a
     batch, store a BatchJob and mark those drafts `pending` (prefetch skips them)."""
-    from bot.projects import get_project
+    from bot.services.projects import get_project
 
     real = _real(drafter if drafter is not None else _CURRENT)
     now = now or datetime.now(UTC)
@@ -1135,7 +1127,7 @@ def collect_batches(db: Database, project_slug: str, *, drafter: _BaseDrafter | 
                     now: datetime | None = None) -> BatchCollectResult:
     """Retrieve the project's uncollected batches; for finished ones download the output and error
     files and store every draft exactly as the synchronous path does. Collecting twice changes nothing."""
-    from bot.projects import get_project, spec_of
+    from bot.services.projects import get_project, spec_of
 
     real = _real(drafter if drafter is not None else _CURRENT)
     now = now or datetime.now(UTC)

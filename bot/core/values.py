@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from bot.config import ProjectSpec, TaskType
+from bot.core.enums import TaskType
+from bot.core.errors import LabelbotError
 
 MAX_REWRITE_CHARS = 3000
 
 
-class ValueProblem(ValueError):
+class HasLabels(Protocol):
+    """What `normalize` needs of a project spec: its label names."""
+
+    @property
+    def label_names(self) -> Sequence[str]: ...
+
+
+class ValueProblem(LabelbotError, ValueError):
     """A value that does not fit the task; the message is shown to a person."""
 
 
@@ -27,7 +36,7 @@ def decode_key(key: str | None) -> Any:
     return None if key is None else json.loads(key)
 
 
-def normalize(task: TaskType, value: Any, spec: ProjectSpec, text: str | None = None) -> Any:
+def normalize(task: TaskType, value: Any, spec: HasLabels, text: str | None = None) -> Any:
     """Return the canonical value or raise ValueProblem saying what is wrong."""
     labels = spec.label_names
     if task is TaskType.CLASSIFICATION:

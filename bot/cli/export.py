@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bot.cli import UserError, _db, _friendly, _progress
-from bot.clock import SystemClock
+from bot.cli.common import UserError, friendly, open_db, progress_bar
+from bot.core.clock import SystemClock
 
 
 def _age(delta: timedelta) -> str:
@@ -37,12 +37,19 @@ def _one_line(text: str, limit: int) -> str:
               help="Output file. Default: SLUG-final-YYYYMMDD.jsonl (or -raw-, -openai-) here.")
 @click.option("--no-escalate", is_flag=True,
               help="Do not send low-confidence items to the expert queue before the export.")
-@_friendly
+@friendly
 def export_cmd(slug: str, fmt: str | None, raw: bool, min_confidence: float | None, method: str,
                out: str | None, no_escalate: bool) -> None:
     """Export a project: the final dataset (default), --raw labels, or an OpenAI fine-tuning file."""
-    from bot.export import EXTENSIONS, ExportOptions, ExportProblem, count_export_rows, default_filename, export_project
-    from bot.projects import get_project
+    from bot.services.export import (
+        EXTENSIONS,
+        ExportOptions,
+        ExportProblem,
+        count_export_rows,
+        default_filename,
+        export_project,
+    )
+    from bot.services.projects import get_project
 
     if fmt is None:
         suffix = Path(out).suffix.lower().lstrip(".") if out else ""
@@ -52,12 +59,12 @@ def export_cmd(slug: str, fmt: str | None, raw: bool, min_confidence: float | No
         options.check()
     except ExportProblem as e:
         raise UserError(str(e)) from None
-    database = _db()
+    database = open_db()
     now = SystemClock().now()
     with database.read() as s:
         total = count_export_rows(s, get_project(s, slug), raw)
     path = Path(out) if out else Path(default_filename(slug, options, now))
-    progress, advance = _progress(total, "Exporting labels" if raw else "Exporting items")
+    progress, advance = progress_bar(total, "Exporting labels" if raw else "Exporting items")
     try:
         with progress:
             result = export_project(database, slug, path, options, now=now, escalate=not no_escalate,
@@ -74,13 +81,13 @@ def export_cmd(slug: str, fmt: str | None, raw: bool, min_confidence: float | No
               help="First send complete items below escalation.min_confidence to the expert queue.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000),
               help="At most this many escalated items.")
-@_friendly
+@friendly
 def queue_cmd(slug: str, escalated: bool, refresh: bool, limit: int) -> None:
     """Item statuses of a project; --escalated lists the expert queue."""
-    from bot.adjudication import escalated_items, queue_summary, refresh_low_confidence
-    from bot.projects import get_project, spec_of
+    from bot.services.adjudication import escalated_items, queue_summary, refresh_low_confidence
+    from bot.services.projects import get_project, spec_of
 
-    database = _db()
+    database = open_db()
     now = SystemClock().now()
     if refresh:
         with database.read() as s:

@@ -27,26 +27,14 @@ import pandas as pd
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.clock import as_utc
-from bot.config import TaskType
-from bot.projects import get_project, spec_of
+from bot.core.clock import as_utc
+from bot.core.enums import Action, AssignmentKind, AssignmentStatus, ItemStatus, TaskType, Tier
+from bot.core.values import display
 from bot.quality.aggregation import AGGREGATE_COLUMNS, aggregate, canonical_value, dawid_skene, majority_vote
 from bot.quality.aggregation import value_key as agg_value_key
-from bot.values import display
+from bot.services.projects import get_project, spec_of
 from storage.db import Database
-from storage.models import (
-    Action,
-    Assignment,
-    AssignmentKind,
-    AssignmentStatus,
-    Gold,
-    Item,
-    ItemStatus,
-    Label,
-    Member,
-    Project,
-    Tier,
-)
+from storage.models import Assignment, Gold, Item, Label, Member, Project
 
 __all__ = [
     "CHUNK_ITEMS",
@@ -505,18 +493,3 @@ def escalated_items(session: Session, project: Project, now: datetime, limit: in
 # --------------------------------------------------------------------------------------------
 
 
-def schedule(scheduler: Any, deps: Any) -> None:
-    """Hourly, send settled items below `escalation.min_confidence` to the experts (once per hour
-    across replicas)."""
-    from bot.projects import list_projects
-    from bot.scheduler import once_per_period
-
-    def job() -> None:
-        now = deps.clock.now()
-        with deps.db.read() as s:
-            slugs = [p.slug for p in list_projects(s) if spec_of(p).escalation.min_confidence is not None]
-        for slug in slugs:
-            if once_per_period(deps.db, f"low-confidence:{slug}", now.strftime("%Y-%m-%dT%H"), now):
-                refresh_low_confidence(deps.db, slug, now)
-
-    scheduler.add_job(job, "interval", minutes=5, id="low_confidence", max_instances=1, coalesce=True)

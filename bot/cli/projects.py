@@ -1,69 +1,17 @@
-"""The `labelbot` command line. Every command reads DATABASE_URL (default sqlite:///labelbot.db).
-
-Errors the user can fix are printed as one clear message with exit status 2, never a traceback.
-"""
+"""`labelbot db`, `project`, `import`, `gold` and `member`: setting a project up."""
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
-from typing import Any
-
 import click
 
-from bot.clock import SystemClock
-from bot.config import ConfigError, Settings, load_spec
-from storage.db import Database
-
-
-class UserError(click.ClickException):
-    exit_code = 2
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected domain errors into one clear message instead of a traceback."""
-    from bot.importer import ImportError_
-    from bot.projects import Conflict, NotFound
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ConfigError, ImportError_, NotFound, Conflict) as e:
-            raise UserError(str(e)) from None
-
-    return wrapper
-
-
-def _db(upgrade: bool = True) -> Database:
-    settings = Settings.from_env()
-    db = Database(settings.database_url)
-    if upgrade:
-        db.upgrade()
-    return db
-
-
-def _progress(total: int | None, description: str):  # type: ignore[no-untyped-def]
-    """A rich progress bar on an interactive terminal; silent otherwise."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not sys.stderr.isatty(), transient=True,
-    )
-    task = progress.add_task(description, total=total)
-    return progress, (lambda n: progress.advance(task, n))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="labelbot")
-def cli() -> None:
-    """labelbot: human-in-the-loop data labeling in Slack, with LLM drafts and quality reports."""
+from bot.cli.common import UserError, friendly, open_db, progress_bar
+from bot.config import Settings
+from bot.core.clock import SystemClock
+from bot.spec import load_spec
 
 
 # ---------------------------------------------------------------------------------- db
-@cli.group()
+@click.group()
 def db() -> None:
     """Database schema."""
 
@@ -71,13 +19,13 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the latest version."""
-    database = _db(upgrade=False)
+    database = open_db(upgrade=False)
     database.upgrade()
     click.echo(f"Database is up to date ({database.dialect}).")
 
 
 # ---------------------------------------------------------------------------------- project
-@cli.group()
+@click.group()
 def project() -> None:
     """Create, update, list and show projects (specs in YAML)."""
 
@@ -102,15 +50,15 @@ def _team(settings: Settings, team: str | None) -> str:
 @project.command("create")
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @click.option("--team", help="Slack workspace (team) id, e.g. T0123ABC. Default: SLACK_TEAM_ID or auth.test.")
-@_friendly
+@friendly
 def project_create(spec_file: str, team: str | None) -> None:
     """Create a project from a YAML spec."""
-    from bot.projects import create_project
+    from bot.services.projects import create_project
 
     spec = load_spec(spec_file)
     settings = Settings.from_env()
     team_id = spec.team_id or _team(settings, team)
-    database = _db()
+    database = open_db()
     with database.session() as s:
         p = create_project(s, spec, team_id, SystemClock().now())
         click.echo(f"Created project {p.slug!r} ({spec.task.value}, {len(spec.labels)} labels) in workspace {team_id}.")
@@ -118,13 +66,13 @@ def project_create(spec_file: str, team: str | None) -> None:
 
 @project.command("update")
 @click.argument("spec_file", type=click.Path(dir_okay=False))
-@_friendly
+@friendly
 def project_update(spec_file: str) -> None:
     """Apply a changed YAML spec to an existing project."""
-    from bot.projects import update_project
+    from bot.services.projects import update_project
 
     spec = load_spec(spec_file)
-    with _db().session() as s:
+    with open_db().session() as s:
         p, changes = update_project(s, spec, SystemClock().now())
         click.echo(f"Updated project {p.slug!r}: " + ("; ".join(changes) if changes else "no change") + ".")
 
@@ -134,10 +82,10 @@ def project_list() -> None:
     """List projects with their item counts."""
     from sqlalchemy import func, select
 
-    from bot.projects import list_projects
+    from bot.services.projects import list_projects
     from storage.models import Item
 
-    with _db().read() as s:
+    with open_db().read() as s:
         projects = list_projects(s)
         if not projects:
             click.echo("No projects yet. Create one with `labelbot project create spec.yml`.")
@@ -149,15 +97,15 @@ def project_list() -> None:
 
 @project.command("show")
 @click.argument("slug")
-@_friendly
+@friendly
 def project_show(slug: str) -> None:
     """Print a project's spec and counts."""
     from sqlalchemy import func, select
 
-    from bot.projects import get_project, spec_of
+    from bot.services.projects import get_project, spec_of
     from storage.models import Item, Label, Member
 
-    with _db().read() as s:
+    with open_db().read() as s:
         p = get_project(s, slug)
         spec = spec_of(p)
         by_status = dict(
@@ -176,11 +124,11 @@ def project_show(slug: str) -> None:
 
 # ---------------------------------------------------------------------------------- import
 def _run_import(kind: str, slug: str, file: str, update_existing: bool) -> None:
-    from bot.importer import count_rows, import_gold, import_items
-    from bot.projects import get_project
+    from bot.services.importer import count_rows, import_gold, import_items
+    from bot.services.projects import get_project
 
-    database = _db()
-    progress, advance = _progress(count_rows(file), f"Importing {kind}")
+    database = open_db()
+    progress, advance = progress_bar(count_rows(file), f"Importing {kind}")
     with progress, database.session() as s:
         p = get_project(s, slug)
         fn = import_items if kind == "items" else import_gold
@@ -190,11 +138,11 @@ def _run_import(kind: str, slug: str, file: str, update_existing: bool) -> None:
         click.echo(f"warning: {w}", err=True)
 
 
-@cli.command("import")
+@click.command("import")
 @click.argument("slug")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--update", "update_existing", is_flag=True, help="Replace the text/metadata of ids already imported.")
-@_friendly
+@friendly
 def import_cmd(slug: str, file: str, update_existing: bool) -> None:
     """Import items (id, text, other fields as metadata) from .jsonl, .csv or .parquet."""
     _run_import("items", slug, file, update_existing)
@@ -209,7 +157,7 @@ class _GoldGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-@cli.group(cls=_GoldGroup)
+@click.group(cls=_GoldGroup)
 def gold() -> None:
     """Gold items: `labelbot gold SLUG FILE` imports them (with answers and explanations)."""
 
@@ -218,7 +166,7 @@ def gold() -> None:
 @click.argument("slug")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--update", "update_existing", is_flag=True, help="Replace gold answers of ids already imported.")
-@_friendly
+@friendly
 def gold_import(slug: str, file: str, update_existing: bool) -> None:
     """Import gold items: id, text, the answer (label | labels | spans | rewrite), explanation."""
     _run_import("gold", slug, file, update_existing)
@@ -227,32 +175,32 @@ def gold_import(slug: str, file: str, update_existing: bool) -> None:
 @gold.command("promote")
 @click.argument("slug")
 @click.option("--from-experts", is_flag=True, required=True, help="Promote expert-adjudicated items.")
-@_friendly
+@friendly
 def gold_promote(slug: str, from_experts: bool) -> None:
     """Add expert-adjudicated items to the gold pool (the calibration set grows from hard cases)."""
-    from bot.projects import get_project
-    from bot.quiz import promote_from_experts
+    from bot.services.projects import get_project
+    from bot.services.quiz import promote_from_experts
 
-    with _db().session() as s:
+    with open_db().session() as s:
         added = promote_from_experts(s, get_project(s, slug), SystemClock().now())
     click.echo(f"Promoted {added} expert-adjudicated item(s) to gold in {slug}.")
 
 
 # ---------------------------------------------------------------------------------- members
-@cli.command("member")
+@click.command("member")
 @click.argument("slug")
 @click.argument("user")
 @click.option("--tier", type=click.Choice(["crowd", "expert", "lead"]))
 @click.option("--suspend", is_flag=True)
 @click.option("--reinstate", is_flag=True)
 @click.option("--reason")
-@_friendly
+@friendly
 def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None) -> None:
     """Change a member's tier or suspend / reinstate them."""
-    from bot.projects import get_project, set_member
-    from storage.models import Tier
+    from bot.core.enums import Tier
+    from bot.services.projects import get_project, set_member
 
-    with _db().session() as s:
+    with open_db().session() as s:
         p = get_project(s, slug)
         change = set_member(
             s, p, user, SystemClock().now(), tier=Tier(tier) if tier else None,
@@ -261,42 +209,4 @@ def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate:
         click.echo(f"{user} in {slug}: {change.description} (tier {change.member.tier}, {change.member.state}).")
 
 
-# ---------------------------------------------------------------------------------- serve
-@cli.command("serve")
-@click.option("--http", "http_mode", is_flag=True, help="Serve /slack/events over HTTP instead of Socket Mode.")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=3000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="gunicorn worker processes (HTTP).")
-@click.option("--threads", default=8, show_default=True, type=int, help="threads per worker (HTTP).")
-@click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler (drafting, reports) here.")
-@_friendly
-def serve(http_mode: bool, host: str, port: int, workers: int, threads: int, no_scheduler: bool) -> None:
-    """Run the bot (Socket Mode with SLACK_APP_TOKEN, or HTTP with --http)."""
-    settings = Settings.from_env()
-    settings.require_for_serve(http=http_mode)
-    from bot import server
-
-    server.run(settings, http=http_mode, host=host, port=port, workers=workers, threads=threads,
-               scheduler=not no_scheduler)
-
-
-PLUGINS = ("bot.drafting_cli", "bot.report_cli", "bot.export_cli", "bot.demo")
-
-
-def _load_plugins() -> None:
-    """Commands owned by other modules (draft, report, export, queue, demo), loaded only when the CLI
-    runs so that `labelbot import` does not pay for pandas and matplotlib at start-up."""
-    import importlib
-
-    for name in PLUGINS:
-        for command in importlib.import_module(name).COMMANDS:
-            cli.add_command(command)
-
-
-def main() -> None:
-    _load_plugins()
-    cli(prog_name="labelbot")
-
-
-if __name__ == "__main__":
-    main()
+COMMANDS = [db, project, import_cmd, gold, member_cmd]

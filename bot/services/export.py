@@ -52,7 +52,9 @@ from typing import IO, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.adjudication import (
+from bot.core.enums import TaskType
+from bot.core.errors import LabelbotError
+from bot.services.adjudication import (
     CHUNK_ITEMS,
     METHODS,
     SETTLED_STATUSES,
@@ -62,8 +64,8 @@ from bot.adjudication import (
     read_snapshot,
     refresh_low_confidence,
 )
-from bot.config import ProjectSpec, TaskType
-from bot.projects import get_project, spec_of
+from bot.services.projects import get_project, spec_of
+from bot.spec import ProjectSpec
 from storage.db import Database
 from storage.models import Assignment, Draft, Item, Label, Member, Project
 
@@ -110,7 +112,7 @@ PARQUET_BATCH_ROWS = 20_000
 Progress = Callable[[int], None]
 
 
-class ExportProblem(ValueError):
+class ExportProblem(LabelbotError, ValueError):
     """An export that cannot be made as asked; the message is one sentence for a person."""
 
 

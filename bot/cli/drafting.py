@@ -1,14 +1,15 @@
 """`labelbot draft SLUG [--limit N] [--batch | --collect]`: draft items with the project's LLM.
 
-Registered by `bot.cli._load_plugins` through `COMMANDS`.
+Registered by `bot.cli` through `COMMANDS`.
 """
 
 from __future__ import annotations
 
 import click
 
-from bot.cli import UserError, _db, _progress
-from bot.config import ConfigError, Settings
+from bot.cli.common import UserError, open_db, progress_bar
+from bot.config import Settings
+from bot.core.errors import ConfigError
 
 NO_KEY = (
     "No LLM is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a server other than OpenAI) to draft."
@@ -25,8 +26,9 @@ def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_er
     """Draft labels for a project's items with its LLM (synchronously, or through the Batch API)."""
     import openai
 
-    from bot import drafting
-    from bot.projects import NotFound, get_project
+    from bot.core.errors import NotFound
+    from bot.services import drafting
+    from bot.services.projects import get_project
 
     if use_batch and collect:
         raise UserError("Choose one of --batch and --collect.")
@@ -35,7 +37,7 @@ def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_er
     settings = Settings.from_env()
     if not settings.openai_api_key:
         raise UserError(NO_KEY)
-    database = _db()
+    database = open_db()
     drafter = drafting.make_drafter(settings)
     try:
         with database.read() as s:
@@ -49,13 +51,13 @@ def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_er
             return
         total = drafting.undrafted_count(database, slug, drafter, retry_errors=retry_errors)
         total = min(total, limit) if limit else total
-        progress, advance = _progress(total, f"Drafting {slug}")
+        progress, advance = progress_bar(total, f"Drafting {slug}")
         with progress:
             stats = drafting.draft_items(database, slug, limit=limit, progress=advance, drafter=drafter,
                                          retry_errors=retry_errors)
         click.echo(stats.summary())
         with database.read() as s:
-            from bot.projects import spec_of
+            from bot.services.projects import spec_of
 
             cost = stats.cost(spec_of(get_project(s, slug)))
         if cost:

@@ -22,7 +22,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import click
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 DB_NAME = "labelbot-demo.db"
@@ -103,7 +100,7 @@ def prepare_folder(folder: Path, n_items: int) -> Path:
 
 
 def _demo_drafter_class() -> type:
-    from bot.drafting import SimulatedDrafter
+    from bot.services.drafting import SimulatedDrafter
 
     class DemoDrafter(SimulatedDrafter):
         """The simulated drafter, reading the demo's answer key so its drafts look like a decent model's:
@@ -118,8 +115,8 @@ def _demo_drafter_class() -> type:
             truth = None if item.is_gold else self.key.lookup(item.text)
             if truth is None:
                 return outcome
+            from bot.core.values import canonical_key
             from bot.sandbox.annotators import CONFUSIONS
-            from bot.values import canonical_key
 
             rng = random.Random(f"demo:{self.seed}:{item.item_id}")
             if rng.random() < self.accuracy:
@@ -154,23 +151,6 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-class _ExpireJob:
-    """Captures the labeling module's lease-expiry job so the demo runs it at each new day."""
-
-    def __init__(self, deps: Any) -> None:
-        from bot.labeling import schedule
-
-        self.job: Callable[[], None] | None = None
-        schedule(self, deps)
-
-    def add_job(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        self.job = fn
-
-    def __call__(self) -> None:
-        if self.job is not None:
-            self.job()
 
 
 class _Active:
@@ -215,16 +195,19 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
     from slack_bolt.adapter.wsgi import SlackRequestHandler
     from sqlalchemy import select
 
-    from bot.app import Deps, build_app, make_client
-    from bot.clock import FakeClock
-    from bot.config import Settings, load_spec
-    from bot.importer import import_gold, import_items
-    from bot.projects import create_project, set_member
+    from bot.app import build_app, build_deps
+    from bot.config import Settings
+    from bot.core.clock import FakeClock
+    from bot.core.enums import Tier
+    from bot.jobs import expire_old_leases
     from bot.sandbox.annotators import Annotator, AnswerKey, DemoSlack, Tally, make_personas
     from bot.sandbox.driver import Driver
     from bot.sandbox.http import serve_wsgi
+    from bot.services.importer import import_gold, import_items
+    from bot.services.projects import create_project, set_member
+    from bot.spec import load_spec
     from storage.db import Database
-    from storage.models import Member, Tier
+    from storage.models import Member
 
     started = time.monotonic()
     folder = prepare_folder(opts.folder, opts.items)
@@ -234,7 +217,7 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
     if use_llm and opts.model:
         spec = spec.model_copy(update={"llm": spec.llm.model_copy(update={"model": opts.model})})
     if not use_llm:
-        from bot.drafting import SimulatedDrafter
+        from bot.services.drafting import SimulatedDrafter
 
         # The project's model is the simulated drafter's, so reports and exports name it "simulated".
         spec = spec.model_copy(update={"llm": spec.llm.model_copy(update={"model": SimulatedDrafter.MODEL})})
@@ -276,13 +259,13 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
             slack_api_url=fake.api_url, slack_team_id=TEAM,
             openai_api_key=os.environ.get("OPENAI_API_KEY") or None,
             openai_base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            dm_rate=0,  # the fake people click at simulated speed; pacing is for real Slack
         )
-        deps = Deps(settings=settings, db=db, clock=clock, client=make_client(settings))
+        deps = build_deps(settings, clock=clock, db=db)
         fake.add_channel("labeling")
-        from bot.drafting import draft_items, make_drafter, undrafted_count
+        from bot.services.drafting import draft_items, undrafted_count
 
         if use_llm:
-            deps.drafter = make_drafter(settings)
             what = f"Drafting with {spec.llm.model}"
         else:
             deps.drafter = _demo_drafter_class()(key, opts.drafter_accuracy, opts.seed)
@@ -295,7 +278,6 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
             console.print(f"[yellow]Drafting:[/] {escape(stats.summary())} Examples without a draft are "
                           "labelled from scratch.")
         app = build_app(deps)
-        expire = _ExpireJob(deps)
 
         with serve_wsgi(SlackRequestHandler(app)) as base:
             url = f"{base}/slack/events"
@@ -321,7 +303,7 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
 
             for day in range(1, days + 1):
                 clock.set(first_day + timedelta(days=day - 1))
-                expire()  # overnight, unanswered examples went back to the queue
+                expire_old_leases(deps)  # overnight, unanswered examples went back to the queue
                 budget = None if day == days else per_day * day
                 day_label = clock.now().strftime("%a %d %b")
                 before = tally.production
@@ -429,9 +411,9 @@ def _refresh(progress: Any, db: Any, slug: str, tally: Any, quiz_task: Any, labe
 
 def _outputs(result: DemoResult, db: Any, slug: str, now: datetime, console: Any) -> None:
     """The daily report (text and JSON), its chart and the exports, written to the demo folder."""
-    from bot.charts import report_chart
-    from bot.export import ExportOptions, export_project
-    from bot.reports import DAILY_WINDOW_DAYS, build_report
+    from bot.services.export import ExportOptions, export_project
+    from bot.services.reports import DAILY_WINDOW_DAYS, build_report
+    from bot.services.reports.chart import report_chart
 
     report = build_report(db, slug, since=now - timedelta(days=DAILY_WINDOW_DAYS), until=now, now=now)
     text = report.to_text()
@@ -514,55 +496,3 @@ def print_result(result: DemoResult, console: Any) -> None:
         console.print(f"\n[yellow]{escape(SIMULATED_BANNER)}[/]")
     console.print(f"\nDone in {result.seconds:.1f} s.\n")
     console.print(escape(next_steps(folder)), highlight=False)
-
-
-# --------------------------------------------------------------------------------------------------
-# The command
-# --------------------------------------------------------------------------------------------------
-
-
-def _drop_token_unused(record: logging.LogRecord) -> bool:
-    return "`token` will be unused" not in record.getMessage()
-
-
-def _quiet_bolt() -> None:
-    """build_app hands Bolt both a client and its token; Bolt warns that the token is unused."""
-    logger = logging.getLogger("slack_bolt.App")
-    if _drop_token_unused not in logger.filters:
-        logger.addFilter(_drop_token_unused)
-
-
-@click.command("demo")
-@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("labelbot-demo"),
-              show_default=True, help="Where the database, report, chart and export go (the previous run's "
-                                      "files there are replaced).")
-@click.option("--annotators", type=click.IntRange(1, 20), default=6, show_default=True,
-              help="Simulated crowd annotators (plus one expert).")
-@click.option("--accuracy", type=click.FloatRange(0.3, 1.0), default=0.85, show_default=True,
-              help="Their average accuracy (one of them is clearly weaker).")
-@click.option("--accept-bias", type=click.FloatRange(0.0, 1.0), default=0.6, show_default=True,
-              help="Their tendency to accept a draft even when it is wrong.")
-@click.option("--items", type=click.IntRange(1, 300), default=300, show_default=True,
-              help="How many of the example project's items to label.")
-@click.option("--days", type=click.IntRange(1, 7), default=3, show_default=True,
-              help="Simulated working days (the last ones before today).")
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed for the simulated people.")
-@click.option("--model", help="The LLM model for drafts when OPENAI_API_KEY is set (default: the project's, "
-                              "gpt-4o-mini); e.g. a model name your vLLM or Ollama server knows.")
-@click.option("--small", is_flag=True, help="A quick run: 30 items, 3 annotators, 2 days (for tests).")
-def demo(folder: Path, annotators: int, accuracy: float, accept_bias: float, items: int, days: int, seed: int,
-         model: str | None, small: bool) -> None:
-    """Run the whole loop offline: fake Slack, the real app, simulated annotators, report, chart, export."""
-    from rich.console import Console
-
-    if small:
-        items, annotators, days = min(items, 30), min(annotators, 3), min(days, 2)
-    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
-    _quiet_bolt()
-    opts = DemoOptions(folder=folder, annotators=annotators, accuracy=accuracy, accept_bias=accept_bias,
-                       items=items, seed=seed, days=days, model=model)
-    result = run_demo(opts, console)
-    print_result(result, console)
-
-
-COMMANDS = [demo]

@@ -1,0 +1,69 @@
+"""Every enumeration of the domain, in one place (stdlib only): storage columns, services and builders share them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskType(StrEnum):
+    CLASSIFICATION = "classification"
+    MULTILABEL = "multilabel"
+    SPANS = "spans"
+    REWRITE = "rewrite"
+
+
+class Tier(StrEnum):
+    CROWD = "crowd"
+    EXPERT = "expert"
+    LEAD = "lead"
+
+
+class MemberState(StrEnum):
+    NEW = "new"
+    QUALIFIED = "qualified"
+    SUSPENDED = "suspended"
+
+
+class ItemStatus(StrEnum):
+    OPEN = "open"  # needs more crowd labels
+    COMPLETE = "complete"  # has its labels; aggregation settles it
+    ESCALATED = "escalated"  # waiting for an expert
+    RESOLVED = "resolved"  # an expert answered (final)
+    GOLD = "gold"  # calibration item: served only as quiz and hidden check
+
+
+class AssignmentKind(StrEnum):
+    PRODUCTION = "production"
+    QUIZ = "quiz"
+    HONEYPOT = "honeypot"
+    EXPERT = "expert"
+
+
+class AssignmentStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class Action(StrEnum):
+    ACCEPT = "accept"
+    EDIT = "edit"
+    REJECT = "reject"
+    MANUAL = "manual"  # answered with no draft shown (blind or none)
+    SKIP = "skip"
+    AMBIGUOUS = "ambiguous"
+
+
+class DraftStatus(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    PENDING = "pending"  # submitted in a batch, not collected yet
+
+
+class QuizStatus(StrEnum):
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"

@@ -1,0 +1,1 @@
+"""Running the app: the Slack client, pacing, OAuth, the scheduler, Socket Mode and HTTP serving."""
