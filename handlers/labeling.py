@@ -32,8 +32,8 @@ from bot.services.labeling import (
     resolve_project,
     set_message,
 )
+from bot.services.labeling.quiz import next_quiz_question, quiz_summary_lines, start_quiz
 from bot.services.projects import get_member, get_project, spec_of
-from bot.services.quiz import next_quiz_question, quiz_summary_lines, start_quiz
 from storage.models import Assignment, Draft, Item, Member, Project
 
 log = logging.getLogger("labelbot.labeling")

@@ -11,7 +11,7 @@ from tests.helpers import qualify, seed
 def test_claim_tiers_serve_past_a_members_own_history(database, clock, monkeypatch):
     """A member far ahead of the others is served without walking their own history, and nothing open
     is hidden from anyone at the end of the queue."""
-    from bot.services import labeling
+    from bot.services.labeling import queue as labeling
 
     monkeypatch.setattr(labeling, "CLAIM_WINDOW", 2)
     items = [{"id": f"i{n}", "text": f"text {n}"} for n in range(1, 7)]

@@ -452,18 +452,6 @@ def test_week_on_week_anchoring_change(db: Database) -> None:
     assert wide.drift["anchoring_change"] == pytest.approx(1.0)
 
 
-def test_without_drafting_stats_cost_and_health_are_na(lite: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.services.reports as reports
-
-    sd = _seed(lite)
-    monkeypatch.setattr(reports, "_call_drafting", lambda *a, **k: reports._MISSING)
-    data = _report(lite, sd).to_json()
-    assert data["drafts"]["tokens"] == 4 * 110 and data["drafts"]["drafts_made"] == 4  # from the drafts table
-    assert data["drafts"]["cost_usd"] is None and "draft_stats" in data["drafts"]["reasons"]["cost_usd"]
-    health = data["drafting_health"]
-    assert health["paused"] is None and "drafter_health" in health["reasons"]["paused"]
-    assert health["draft_errors"] == 0 and health["drafts"] == 4
-
 
 def test_simulated_drafts_are_labelled_as_such(db: Database) -> None:
     from sqlalchemy import update

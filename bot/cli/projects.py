@@ -178,8 +178,8 @@ def gold_import(slug: str, file: str, update_existing: bool) -> None:
 @friendly
 def gold_promote(slug: str, from_experts: bool) -> None:
     """Add expert-adjudicated items to the gold pool (the calibration set grows from hard cases)."""
+    from bot.services.labeling.quiz import promote_from_experts
     from bot.services.projects import get_project
-    from bot.services.quiz import promote_from_experts
 
     with open_db().session() as s:
         added = promote_from_experts(s, get_project(s, slug), SystemClock().now())

@@ -18,7 +18,7 @@ from bot.core.enums import AssignmentKind, AssignmentStatus, ItemStatus, MemberS
 from bot.core.errors import Refused
 from bot.core.types import Feedback, Task
 from bot.core.values import canonical_key, display
-from bot.services.labeling import build_task
+from bot.services.labeling.tasks import build_task
 from bot.services.projects import ensure_member, spec_of
 from bot.spec import ProjectSpec
 from storage.models import Assignment, Gold, Item, Label, Member, Project, QuizAttempt

@@ -1,0 +1,261 @@
+"""Recording an answer: ownership checks, the value in the task's shape, completion, escalation and
+the hidden checks' verdict."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.core.enums import (
+    Action,
+    AssignmentKind,
+    AssignmentStatus,
+    ItemStatus,
+    MemberState,
+    TaskType,
+    Tier,
+)
+from bot.core.errors import Refused
+from bot.core.types import Answer
+from bot.core.values import ValueProblem, canonical_key, normalize
+from bot.quality.scoring import score as score_answer
+from bot.services.labeling.leases import expire_assignment
+from bot.services.labeling.progress import PROGRESS_KINDS, count_done
+from bot.services.labeling.quiz import after_quiz_answer
+from bot.services.labeling.tasks import is_usable, usable_draft
+from bot.services.projects import spec_of
+from bot.spec import ProjectSpec
+from storage.models import Assignment, Draft, Gold, Item, Label, Member, Project
+
+# Answers
+# ------------------------------------------------------------------------------------------
+
+
+def _check_owner(assignment: Assignment | None, team_id: str, user_id: str) -> Assignment:
+    """Never trust a payload: the assignment must be the clicking user's, in the clicking workspace."""
+    if assignment is None or assignment.user_id != user_id or assignment.team_id != team_id:
+        raise Refused("That example is not yours, so nothing was recorded.")
+    return assignment
+
+
+def load_assignment(session: Session, assignment_id: int, team_id: str, user_id: str) -> Assignment:
+    """The assignment a click refers to, checked against the clicking user and workspace."""
+    q = select(Assignment).where(Assignment.id == assignment_id).with_for_update()
+    return _check_owner(session.scalar(q), team_id, user_id)
+
+
+def _value_for(
+    task: TaskType, spec: ProjectSpec, action: str, raw: Any, draft: Draft | None, text: str
+) -> tuple[str, Any]:
+    """Work out the stored action and value from a click, trusting only the server's draft."""
+    if action in (Action.SKIP, Action.AMBIGUOUS):
+        return action, None
+    if action == Action.ACCEPT:
+        if not is_usable(draft):
+            raise Refused("There is no draft to accept on this example; choose an answer instead.")
+        return Action.ACCEPT, draft.value
+    try:
+        value = normalize(task, raw, spec, text)
+    except ValueProblem as e:
+        raise Refused(f"That answer is not valid: {e}.") from None
+    if draft is None or not is_usable(draft):
+        return Action.MANUAL, value
+    if canonical_key(value) == draft.value_key:
+        return Action.ACCEPT, value
+    if action == "choose":  # a different label than the drafted one
+        return Action.REJECT, value
+    return (Action.REJECT if action == Action.REJECT else Action.EDIT), value
+
+
+def _resolve_indices(spec: ProjectSpec, value: Any) -> Any:
+    """Buttons carry label indices (never names): map them through the server's spec."""
+    names = spec.label_names
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < len(names):
+            raise Refused("That label is not part of this project, so nothing was recorded.")
+        return names[value]
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "indices":
+        if any(not 0 <= i < len(names) for i in value[1]):
+            raise Refused("That label is not part of this project, so nothing was recorded.")
+        return [names[i] for i in value[1]]
+    return value
+
+
+def record_answer(
+    session: Session,
+    *,
+    team_id: str,
+    user_id: str,
+    assignment_id: int,
+    action: str,
+    value: Any = None,
+    now: datetime,
+) -> Answer:
+    """Store one reply. A repeated click on a closed assignment is a no-op (`duplicate=True`).
+
+    `action` is one of: choose (a label / a submitted value), accept, edit, reject, skip, ambiguous.
+    """
+    # One statement for the assignment, its item, project and member; the assignment and the item are
+    # locked (the item's counters change below: no lost updates between concurrent answers).
+    row = session.execute(
+        select(Assignment, Item, Project, Member)
+        .join(Item, Item.id == Assignment.item_id)
+        .join(Project, Project.id == Assignment.project_id)
+        .join(Member, Member.id == Assignment.member_id)
+        .where(Assignment.id == assignment_id)
+        .with_for_update(of=[Assignment, Item])
+    ).one_or_none()
+    _check_owner(row[0] if row is not None else None, team_id, user_id)
+    assignment, item, project, member = row
+    spec = spec_of(project)
+    base = dict(
+        assignment_id=assignment.id, project_slug=project.slug, task=spec.task, text=item.text,
+        kind=assignment.kind, channel=assignment.channel, ts=assignment.ts,
+    )
+    if assignment.status != AssignmentStatus.OPEN:
+        label = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
+        if label is not None:
+            return Answer(action=label.action, value=label.value, duplicate=True, **base)
+        if assignment.status == AssignmentStatus.EXPIRED:
+            raise Refused("This example expired and went back to the queue, so nothing was recorded. "
+                          "Type `/label` for a new one.")
+        raise Refused("This example is closed, so nothing was recorded. Type `/label` for a new one.")
+    if assignment.expires_at <= now:
+        expire_assignment(session, assignment, now)
+        raise Refused("This example expired and went back to the queue, so nothing was recorded. "
+                      "Type `/label` for a new one.")
+
+    draft = session.get(Draft, assignment.draft_id) if assignment.draft_id else None
+    if draft is None and spec.llm.enabled:
+        # A blind item's draft may have been made after it was served: link it for drift analysis.
+        draft = usable_draft(session, item.id)
+        if is_usable(draft):
+            assignment.draft_id = draft.id
+    shown_draft = draft if assignment.draft_shown else None
+    if assignment.kind == AssignmentKind.QUIZ and action == Action.SKIP:
+        raise Refused("Quiz questions cannot be skipped; choose your best answer.")
+    value = _resolve_indices(spec, value)
+    stored_action, stored_value = _value_for(spec.task, spec, action, value, shown_draft, item.text)
+    if stored_action == Action.AMBIGUOUS and assignment.kind == AssignmentKind.QUIZ:
+        raise Refused("Quiz questions need an answer; choose the closest one.")
+
+    seconds = (now - assignment.shown_at).total_seconds() if assignment.shown_at else None
+    counts = (
+        member.counts
+        and assignment.kind in (AssignmentKind.PRODUCTION, AssignmentKind.EXPERT)
+        and stored_action not in (Action.SKIP, Action.AMBIGUOUS)
+    )
+    label = Label(
+        assignment_id=assignment.id, project_id=project.id, item_id=item.id, member_id=member.id,
+        user_id=member.user_id, kind=assignment.kind, action=stored_action, value=stored_value,
+        value_key=canonical_key(stored_value) if stored_value is not None else None,
+        draft_id=assignment.draft_id, draft_shown=assignment.draft_shown, seconds=seconds, counts=counts,
+        created_at=now,
+    )
+    answer = Answer(action=stored_action, value=stored_value, counts=counts, seconds=seconds, **base)
+
+    if assignment.kind in (AssignmentKind.QUIZ, AssignmentKind.HONEYPOT) and stored_value is not None:
+        gold = session.scalar(select(Gold).where(Gold.item_id == item.id))
+        if gold is not None:
+            label.correct = score_answer(
+                spec.task.value, stored_value, gold.value,
+                jaccard_threshold=spec.quiz.jaccard_threshold, rewrite_threshold=spec.quiz.rewrite_threshold,
+            )
+    session.add(label)
+    if assignment.kind in PROGRESS_KINDS and stored_action != Action.SKIP:
+        count_done(session, member.id, now)
+    assignment.status = AssignmentStatus.SKIPPED if stored_action == Action.SKIP else AssignmentStatus.DONE
+    assignment.closed_at = now
+    session.flush()
+
+    if assignment.kind == AssignmentKind.PRODUCTION:
+        answer.escalated = _after_production_label(session, spec, item, label, now)
+    elif assignment.kind == AssignmentKind.EXPERT:
+        if stored_action == Action.SKIP:
+            item.updated_at = now  # back to the expert queue for another expert
+        else:
+            item.status = ItemStatus.RESOLVED
+            item.updated_at = now
+    elif assignment.kind == AssignmentKind.HONEYPOT:
+        reason = check_honeypots(session, spec, member, now)
+        if reason:
+            answer.suspended, answer.suspension_reason = True, reason
+    elif assignment.kind == AssignmentKind.QUIZ:
+        answer.feedback = after_quiz_answer(session, project, spec, member, assignment, label, now)
+    return answer
+
+
+def _after_production_label(session: Session, spec: ProjectSpec, item: Item, label: Label, now: datetime) -> bool:
+    """Update the item's counters and status; True when the item went to the expert queue."""
+    item.updated_at = now
+    if not label.counts:
+        item.slots += 1  # this answer does not count: the item needs another one
+        if label.action == Action.AMBIGUOUS and spec.escalation.on_ambiguous and item.status == ItemStatus.OPEN:
+            item.status = ItemStatus.ESCALATED
+            item.escalation_reason = f"flagged ambiguous by {label.user_id}"
+            return True
+        return False
+    item.labels_done += 1
+    if item.status != ItemStatus.OPEN or item.labels_done < spec.redundancy:
+        return False
+    values = session.scalars(
+        select(Label.value_key).where(Label.item_id == item.id, Label.counts.is_(True), Label.kind == "production")
+    ).all()
+    if spec.escalation.on_no_majority and not has_majority(spec.task, values):
+        item.status = ItemStatus.ESCALATED
+        item.escalation_reason = "no majority among the crowd's labels"
+        return True
+    item.status = ItemStatus.COMPLETE
+    return False
+
+
+def has_majority(task: TaskType, value_keys: list[str | None]) -> bool:
+    """More than half of the answers agree (per label for multilabel, per span for spans)."""
+    import json
+
+    keys = [k for k in value_keys if k is not None]
+    if not keys:
+        return False
+    n = len(keys)
+    if task in (TaskType.CLASSIFICATION, TaskType.REWRITE):
+        return Counter(keys).most_common(1)[0][1] * 2 > n
+    # Multilabel and spans: every element chosen by anyone must be clearly in or clearly out.
+    votes: Counter[str] = Counter()
+    for k in keys:
+        for element in json.loads(k):
+            votes[json.dumps(element, sort_keys=True)] += 1
+    return all(v * 2 != n for v in votes.values())
+
+
+def check_honeypots(session: Session, spec: ProjectSpec, member: Member, now: datetime) -> str | None:
+    """Suspend a qualified member whose recent hidden-check accuracy fell below the floor."""
+    if member.state != MemberState.QUALIFIED or member.tier == Tier.EXPERT:
+        return None
+    recent = session.scalars(
+        select(Label.correct)
+        .where(Label.member_id == member.id, Label.kind == AssignmentKind.HONEYPOT, Label.correct.is_not(None))
+        .order_by(Label.id.desc())
+        .limit(spec.honeypot.window)
+    ).all()
+    if len(recent) < spec.honeypot.min_checks:
+        return None
+    threshold = spec.quiz.rewrite_threshold if spec.task is TaskType.REWRITE else 1.0
+    if spec.task is TaskType.MULTILABEL and spec.quiz.jaccard_threshold:
+        threshold = spec.quiz.jaccard_threshold
+    accuracy = sum(1 for c in recent if c >= threshold - 1e-9) / len(recent)
+    if accuracy >= spec.honeypot.floor:
+        return None
+    member.state = MemberState.SUSPENDED
+    member.suspended_at = now
+    member.state_reason = (
+        f"accuracy on the last {len(recent)} check items was {accuracy:.0%}, below the "
+        f"{spec.honeypot.floor:.0%} floor"
+    )
+    return member.state_reason
+
+
+# ------------------------------------------------------------------------------------------

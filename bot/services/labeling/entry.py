@@ -1,0 +1,67 @@
+"""Which project a `/label` is about, and where the member stands in it (quiz first, paused, choose...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from bot.core.enums import (
+    MemberState,
+)
+from bot.core.errors import NotFound
+from bot.services.projects import get_member, list_projects, spec_of
+from storage.models import Member, Project
+
+# Project resolution and membership
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """Outcome of `/label [project]` before any example is chosen."""
+
+    kind: str  # "task" | "choose" | "not_member" | "quiz_offer" | "suspended" | "empty" | "quiz_running"
+    project: Project | None = None
+    member: Member | None = None
+    choices: list[Project] = field(default_factory=list)
+    message: str = ""
+
+
+def resolve_project(session: Session, team_id: str, slug: str | None, user_id: str) -> Project | list[Project]:
+    projects = list_projects(session, team_id)
+    if slug:
+        for p in projects:
+            if p.slug == slug:
+                return p
+        known = ", ".join(p.slug for p in projects) or "none yet"
+        raise NotFound(f"No project `{slug}` in this workspace. Projects: {known}.")
+    if len(projects) == 1:
+        return projects[0]
+    if not projects:
+        raise NotFound("There are no labeling projects in this workspace yet. A lead creates one with the CLI.")
+    mine = [
+        p for p in projects
+        if (m := get_member(session, p, user_id)) is not None and m.state == MemberState.QUALIFIED
+    ]
+    return mine[0] if len(mine) == 1 else projects
+
+
+def entry(session: Session, team_id: str, user_id: str, slug: str | None) -> Entry:
+    found = resolve_project(session, team_id, slug, user_id)
+    if isinstance(found, list):
+        return Entry("choose", choices=found)
+    project = found
+    spec = spec_of(project)
+    member = get_member(session, project, user_id)
+    if member is None or member.state == MemberState.NEW:
+        if member is None and not spec.members.open_enrollment:
+            leads = ", ".join(f"<@{u}>" for u in spec.members.leads) or "a project lead"
+            return Entry("not_member", project, None, message=f"Ask {leads} to invite you to *{project.name}*.")
+        return Entry("quiz_offer", project, member)
+    if member.state == MemberState.SUSPENDED:
+        return Entry("suspended", project, member, message=member.state_reason or "")
+    return Entry("task", project, member)
+
+
+# ------------------------------------------------------------------------------------------

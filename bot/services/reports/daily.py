@@ -1,0 +1,156 @@
+"""The daily summary: posted at each project's local report time, once per project and day across replicas."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.services.projects import list_projects, spec_of
+from bot.services.reports.build import build_report, report_window
+from bot.services.reports.model import DAILY_WINDOW_DAYS, STALE_CLAIM
+from bot.spec import ProjectSpec
+from storage.db import Database
+from storage.locks import instance_name
+from storage.models import ReportRun
+
+log = logging.getLogger("labelbot.reports")
+
+# Who may see what
+# --------------------------------------------------------------------------------------------------
+
+
+
+# --------------------------------------------------------------------------------------------------
+# The daily summary
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    project: str
+    day: date
+    status: str  # posted | failed | skipped
+    ts: str | None = None
+    error: str | None = None
+
+
+def _due_day(spec: ProjectSpec, now: datetime) -> date | None:
+    """Today's local date if the report time has passed in the report's time zone, else None."""
+    zone = ZoneInfo(spec.report.timezone)
+    local = now.astimezone(zone)
+    hour, minute = (int(x) for x in spec.report.time.split(":"))
+    return local.date() if local.time() >= time(hour, minute) else None
+
+
+def run_due_reports(deps: Any) -> list[RunOutcome]:
+    """Post each project's daily summary once per local day, at or after its report time.
+
+    A replica claims (project, local day) by inserting the ReportRun row; the unique constraint lets
+    exactly one win, so several replicas (and a restart after the time passed: the catch-up) post once.
+    A failed post marks the run failed with the error; it is not retried that day."""
+    now = deps.clock.now()
+    with deps.db.read() as s:
+        candidates = [(p.id, p.slug, p.team_id, spec_of(p)) for p in list_projects(s)]
+    outcomes: list[RunOutcome] = []
+    for project_id, slug, team_id, spec in candidates:
+        channel = spec.report.channel
+        day = _due_day(spec, now) if channel else None
+        if day is None:
+            continue
+        with deps.db.read() as s:
+            existing = s.execute(
+                select(ReportRun.id, ReportRun.status, ReportRun.created_at)
+                .where(ReportRun.project_id == project_id, ReportRun.day == day)
+            ).one_or_none()
+        stale = existing is not None and existing[1] == "claimed" and existing[2] < now - STALE_CLAIM
+        if existing is not None and not stale:
+            continue
+        client = deps.workspace_client(team_id)
+        if client is None:
+            log.warning("no Slack client for workspace %s: daily report of %s not posted", team_id, slug)
+            continue
+        if stale:
+            # The replica that claimed it died before posting: take the claim over, exactly once.
+            with deps.db.session() as s:
+                taken = s.execute(
+                    update(ReportRun)
+                    .where(ReportRun.id == existing[0], ReportRun.status == "claimed",
+                           ReportRun.created_at == existing[2])
+                    .values(claimed_by=instance_name(), created_at=now)
+                ).rowcount
+            if taken != 1:
+                continue
+            log.warning("daily report %s for %s: taking over a claim left unfinished since %s", slug, day,
+                        existing[2])
+            outcomes.append(_post_daily(deps, client, existing[0], slug, channel, day, now))
+            continue
+        try:
+            with deps.db.session() as s:
+                run = ReportRun(
+                    project_id=project_id, day=day, status="claimed", claimed_by=instance_name(),
+                    channel=channel, created_at=now,
+                )  # fmt: skip
+                s.add(run)
+                s.flush()
+                run_id = run.id
+        except IntegrityError:
+            continue  # another replica claimed it
+        outcomes.append(_post_daily(deps, client, run_id, slug, channel, day, now))
+    return outcomes
+
+
+def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, day: date, now: datetime) -> RunOutcome:
+    from bot.blocks.report import summary_blocks, summary_text
+    from bot.services.reports.chart import report_chart
+
+    ts: str | None = None
+    try:
+        since, until = report_window(now, DAILY_WINDOW_DAYS)
+        report = build_report(deps.db, slug, since=since, until=until, now=now)
+        data = report.to_json()
+        title = f"Daily summary: {report.name}"
+        response = client.chat_postMessage(
+            channel=channel, blocks=summary_blocks(data, title=title), text=summary_text(data, title=title)
+        )
+        ts = response.get("ts")
+        channel_id = response.get("channel") or channel
+        error = None
+        try:
+            client.files_upload_v2(
+                channel=channel_id,
+                file=report_chart(data),
+                filename=f"{slug}-{day.isoformat()}.png",
+                title=f"{report.name}: last {DAILY_WINDOW_DAYS} days",
+                thread_ts=ts,
+            )
+        except Exception as e:  # the summary is out; a missing chart is worth a note, not a failure
+            log.warning("daily report %s: chart upload failed: %s", slug, e)
+            error = f"chart upload failed: {e}"
+        _finish_run(deps.db, run_id, "posted", ts=ts, error=error, now=deps.clock.now())
+        return RunOutcome(slug, day, "posted", ts=ts, error=error)
+    except Exception as e:  # a failed post marks the run failed; the scheduler keeps going
+        log.exception("daily report %s for %s failed", slug, day)
+        message = f"{type(e).__name__}: {e}"
+        _finish_run(deps.db, run_id, "failed", ts=ts, error=message[:2000], now=deps.clock.now())
+        return RunOutcome(slug, day, "failed", ts=ts, error=message)
+
+
+def _finish_run(db: Database, run_id: int, status: str, *, ts: str | None, error: str | None, now: datetime) -> None:
+    with db.session() as s:
+        run = s.get(ReportRun, run_id)
+        if run is None:
+            return
+        run.status = status
+        run.ts = ts
+        run.error = error
+        if status == "posted":
+            run.posted_at = now
+
+
+# --------------------------------------------------------------------------------------------------
