@@ -6,28 +6,24 @@ import logging
 from typing import Any
 
 from slack_bolt import App, BoltResponse
-from sqlalchemy.exc import IntegrityError
 
 from bot.blocks.labeling import home_view
-from bot.services.labeling import member_stats
-from storage.models import ProcessedEvent
+from bot.deps import Deps
+from bot.services.events import first_delivery
+from bot.services.labeling import flow
 
 log = logging.getLogger("labelbot.events")
 
 
 class EventHandlers:
-    def __init__(self, deps: Any) -> None:
+    def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
     def dedupe(self, body: dict[str, Any], next: Any) -> BoltResponse | None:
         """Slack redelivers an event up to 3 times: handle each event_id once across replicas."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id:
-            try:
-                with self.deps.db.session() as s:
-                    s.add(ProcessedEvent(event_id=str(event_id)[:64], created_at=self.deps.clock.now()))
-            except IntegrityError:
-                return BoltResponse(status=200, body="")
+        if event_id and not first_delivery(self.deps.db, str(event_id), self.deps.clock.now()):
+            return BoltResponse(status=200, body="")
         return next()
 
     def on_home_opened(self, event: dict[str, Any], body: dict[str, Any], client: Any) -> None:
@@ -35,8 +31,7 @@ class EventHandlers:
             return
         user = event["user"]
         team = body.get("team_id") or ""
-        with self.deps.db.read() as s:
-            stats = member_stats(s, team, user, self.deps.clock.now())
+        stats = flow.my_stats(self.deps.db, self.deps.clock.now(), team, user)
         client.views_publish(user_id=user, view=home_view(stats))
 
     def on_uninstalled(self, body: dict[str, Any]) -> None:
@@ -52,7 +47,7 @@ class EventHandlers:
             store.delete_bot(enterprise_id=body.get("enterprise_id"), team_id=body.get("team_id"))
 
 
-def register(app: App, deps: Any) -> None:
+def register(app: App, deps: Deps) -> None:
     h = EventHandlers(deps)
     app.use(h.dedupe)
     app.event("app_home_opened")(h.on_home_opened)

@@ -2,7 +2,7 @@
 chart in their DM.
 
 Ack at once; parse the arguments and check that the user leads the project (a quick read); answer
-anything else with an ephemeral sentence. The report itself runs on this module's small thread pool
+anything else with an ephemeral sentence. The report itself runs on a small pool owned by the app's deps
 (a big project takes seconds, and Bolt's listener threads must stay free for acks), then arrives as
 ephemeral blocks through `respond`, and the chart through `conversations.open` + `files_upload_v2`.
 """
@@ -17,7 +17,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import report as ui
-from bot.services.reports import Chosen, ReportError, choose_for_lead, parse_report_args, report_for
+from bot.blocks.access import denied, with_usage
+from bot.core.types import LeadOf
+from bot.deps import Deps
+from bot.services.access import project_for_lead
+from bot.services.reports import ReportError, parse_report_args, report_for
 from bot.services.reports.chart import report_chart
 
 DEFAULT_DAYS = 7
@@ -25,7 +29,7 @@ COMMAND = "/label-report"
 
 
 class ReportHandlers:
-    def __init__(self, deps: Any, workers: int = 2) -> None:
+    def __init__(self, deps: Deps, workers: int = 2) -> None:
         self.deps = deps
         self.pool = deps.pool("report", workers)
 
@@ -33,22 +37,22 @@ class ReportHandlers:
         self, ack: Any, command: dict[str, Any], client: WebClient, respond: Any, logger: logging.Logger
     ) -> None:
         ack()
-        team, user = command.get("team_id"), command.get("user_id", "")
+        user = command.get("user_id", "")
         try:
             slug, days = parse_report_args(command.get("text") or "")
         except ReportError as e:
-            respond(text=ui.usage(str(e)), response_type="ephemeral")
+            respond(text=with_usage(ui.REPORT, str(e)), response_type="ephemeral")
             return
-        chosen = choose_for_lead(self.deps.db, team, user, slug)
-        if isinstance(chosen, str):
-            respond(text=chosen, response_type="ephemeral")
+        chosen = project_for_lead(self.deps.db, command.get("team_id"), user, slug)
+        if not isinstance(chosen, LeadOf):
+            respond(text=denied(ui.REPORT, chosen), response_type="ephemeral")
             return
         days = days or DEFAULT_DAYS
         respond(text=ui.working(chosen.name, days), response_type="ephemeral")
         self.pool.submit(self.send, client, respond, logger, user, chosen, days)
 
     def send(
-        self, client: WebClient, respond: Any, logger: logging.Logger, user: str, chosen: Chosen, days: int
+        self, client: WebClient, respond: Any, logger: logging.Logger, user: str, chosen: LeadOf, days: int
     ) -> None:
         """Runs on the report pool: this is its error boundary (Bolt's app.error does not see it)."""
         try:
@@ -78,6 +82,6 @@ class ReportHandlers:
             respond(text=ui.chart_failed(chosen.name, str(e.response.get("error", e))), response_type="ephemeral")
 
 
-def register(app: App, deps: Any) -> None:
+def register(app: App, deps: Deps) -> None:
     h = ReportHandlers(deps)
     app.command(COMMAND)(h.on_command)

@@ -10,7 +10,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from handlers.export import parse_args
+from bot.services.export import parse_export_args as parse_args
 from tests.test_export import classification_project
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+from bot.blocks.access import LeadCommand
 from bot.blocks.text import fallback_text, safe_mrkdwn
 
 USAGE = (
@@ -12,29 +11,10 @@ USAGE = (
 )
 
 
-def usage(problem: str | None = None) -> str:
-    return f"{safe_mrkdwn(problem, 500)} {USAGE}" if problem else USAGE
-
-
-def not_a_lead(project_name: str, leads: Sequence[str]) -> str:
-    name = safe_mrkdwn(project_name, 200)
-    if not leads:
-        return (
-            f"Only project leads can export *{name}*, and it has none yet: someone running labelbot can add one "
-            "with `labelbot member SLUG USER --tier lead`."
-        )
-    who = ", ".join(f"<@{u}>" for u in leads[:10])
-    return f"Sorry, only the leads of *{name}* can export it. Ask {who} for the file."
-
-
-def leads_nothing() -> str:
-    return "You lead no project in this workspace, so there is nothing you can export. " + USAGE
-
-
-def choose_project(slugs: Sequence[str]) -> str:
-    names = ", ".join(f"`{safe_mrkdwn(s, 40)}`" for s in slugs[:20])
-    first = safe_mrkdwn(slugs[0], 40)
-    return f"You lead several projects; say which one, e.g. `/label-export {first}`. Yours: {names}."
+EXPORT = LeadCommand(
+    usage=USAGE, act_on="export", can="export it", ask="Ask {who} for the file.",
+    nothing="there is nothing you can export", example="/label-export {slug}",
+)
 
 
 def working(project_name: str, what: str, fmt: str) -> str:

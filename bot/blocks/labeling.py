@@ -26,7 +26,16 @@ from bot.blocks.text import (
     section_plain,
 )
 from bot.core.enums import TaskType
-from bot.core.types import Answer, Feedback, Task
+from bot.core.types import (
+    Answer,
+    ChooseProject,
+    Feedback,
+    NotMember,
+    QueueDone,
+    QuizOffer,
+    Suspended,
+    Task,
+)
 from bot.core.values import display
 
 TEXT_PREVIEW = 2900
@@ -275,6 +284,31 @@ def quiz_offer(project_slug: str, project_name: str, reason: str = "") -> list[d
          "elements": [button("Take quiz", Action.QUIZ_START, project_slug, "primary"),
                       button("Guidelines", Action.GUIDELINES, project_slug)]},
     ]
+
+
+def paused_reason(reason: str) -> str:
+    return f"Your labels on this project are paused: {reason}." if reason else ""
+
+
+def start_message(result: ChooseProject | NotMember | QuizOffer | Suspended | QueueDone
+                  ) -> tuple[str, list[dict[str, Any]] | None]:
+    """What to say when `/label` (or a Start button) does not lead to an example."""
+    if isinstance(result, ChooseProject):
+        return "Choose a project", project_picker(result.choices, verb=result.verb)
+    if isinstance(result, NotMember):
+        return result.message, None
+    if isinstance(result, QuizOffer):
+        return "Take the quiz first", quiz_offer(result.slug, result.name)
+    if isinstance(result, Suspended):
+        return "Your labels are paused", quiz_offer(result.slug, result.name, paused_reason(result.reason))
+    return done_message(result.name, result.done_today, busy=result.busy, slug=result.slug)
+
+
+def in_your_dm(task: Task) -> str:
+    """The ephemeral note after a slash command put an example (or a quiz question) in the DM."""
+    if task.kind == "quiz":
+        return ":pencil2: Your quiz is in your DM with me."
+    return ":incoming_envelope: Your next example is in your DM with me."
 
 
 HELP = """*labelbot* — label examples in this DM, one at a time.

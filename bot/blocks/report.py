@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.blocks.access import LeadCommand
 from bot.blocks.text import (
     ELLIPSIS,
     FIELD_TEXT_MAX,
@@ -403,42 +404,10 @@ USAGE = (
 )
 
 
-def _mention(user_id: str) -> str:
-    """`<@U…>` for a real Slack user id; anything else is shown escaped."""
-    uid = str(user_id)
-    if uid[:1] in ("U", "W") and uid[1:].isalnum() and uid.isupper() and len(uid) <= 32:
-        return f"<@{uid}>"
-    return f"`{safe_mrkdwn(uid, 40)}`"
-
-
-def usage(problem: str | None = None) -> str:
-    return f"{safe_mrkdwn(problem, 500)} {USAGE}" if problem else USAGE
-
-
-def not_a_lead(project_name: str, leads: list[str]) -> str:
-    name = safe_mrkdwn(project_name, 200)
-    if not leads:
-        return (
-            f"Only project leads can see the report of *{name}*, and it has none yet: someone running labelbot "
-            "can add one with `labelbot member SLUG USER --tier lead` (or `members.leads` in the project YAML)."
-        )
-    who = ", ".join(_mention(u) for u in leads[:10])
-    return f"Sorry, only the leads of *{name}* can see its report. {who} can share it with you."
-
-
-def unknown_project(slug: str, known: list[str]) -> str:
-    names = ", ".join(f"`{safe_mrkdwn(s, 40)}`" for s in known[:20]) or "none yet"
-    return usage(f"There is no project {slug!r} in this workspace (projects: {names}).")
-
-
-def leads_nothing() -> str:
-    return "You lead no project in this workspace, so there is no report to show you. " + USAGE
-
-
-def choose_project(slugs: list[str]) -> str:
-    names = ", ".join(f"`{safe_mrkdwn(s, 40)}`" for s in slugs[:20])
-    first = safe_mrkdwn(slugs[0], 40)
-    return f"You lead several projects; say which one, e.g. `/label-report {first} 7`. Yours: {names}."
+REPORT = LeadCommand(
+    usage=USAGE, act_on="see the report of", can="see its report", ask="{who} can share it with you.",
+    nothing="there is no report to show you", example="/label-report {slug} 7",
+)
 
 
 def working(project_name: str, days: int) -> str:

@@ -93,3 +93,11 @@ def option(text: str, value: str) -> dict[str, Any]:
 def fallback_text(text: str, limit: int = 300) -> str:
     """Notification text (message `text`) built from untrusted input: escaped and short."""
     return safe_mrkdwn(" ".join(str(text).split()), limit)
+
+
+def mention(user_id: str) -> str:
+    """`<@U…>` for a real Slack user id; anything else is shown escaped."""
+    uid = str(user_id)
+    if uid[:1] in ("U", "W") and uid[1:].isalnum() and uid.isupper() and len(uid) <= 32:
+        return f"<@{uid}>"
+    return f"`{safe_mrkdwn(uid, 40)}`"

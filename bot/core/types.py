@@ -72,3 +72,134 @@ class Feedback:
     final_score: float | None = None
     pass_mark: float | None = None
     retake_at: datetime | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# What a labeling request leads to: each service of the loop returns one of these, and the
+# handlers turn it into a message with a pure builder.
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShowTask:
+    """Post this example (or quiz question) in the person's DM."""
+
+    task: Task
+
+
+@dataclass(frozen=True)
+class ChooseProject:
+    """Several projects could be meant: offer a picker. `verb` is "label" or "quiz"."""
+
+    choices: list[tuple[str, str]]  # (slug, name)
+    verb: str = "label"
+
+
+@dataclass(frozen=True)
+class QuizOffer:
+    """The person must pass the project's quiz before labeling."""
+
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """The person's labels on this project are paused; `reason` says why (a retake may lift it)."""
+
+    slug: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotMember:
+    """An invite-only project the person is not in; `message` says whom to ask."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class QueueDone:
+    """Nothing to serve right now: all done, or the last examples are with other people (`busy`)."""
+
+    slug: str
+    name: str
+    done_today: int
+    busy: bool
+
+
+@dataclass(frozen=True)
+class QuizFinished:
+    """The quiz is over: the verdict and what to do next."""
+
+    slug: str
+    feedback: Feedback
+    summary: list[str]
+
+
+Start = ShowTask | ChooseProject | QuizOffer | Suspended | NotMember | QueueDone
+Next = ShowTask | QuizFinished | Suspended | QueueDone | None
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A click was recorded (or was a duplicate); `next` is what the person sees after it."""
+
+    answer: Answer
+    next: Next = None
+
+
+@dataclass(frozen=True)
+class Editor:
+    """The Edit / Reject / answer modal to open: the task, the mode and the text to pre-fill."""
+
+    task: Task
+    mode: str  # "edit" | "reject" | "answer"
+    initial: str
+
+
+@dataclass(frozen=True)
+class Guidelines:
+    name: str
+    instructions: str
+    labels: list[tuple[str, str]]
+
+
+# ------------------------------------------------------------------------------------------------
+# Lead-only commands (reports, exports): the project, or why not (`bot.services.access`)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeadOf:
+    """The project the lead asked about (or the one they lead)."""
+
+    slug: str
+    name: str
+    task: TaskType
+
+
+@dataclass(frozen=True)
+class UnknownProject:
+    slug: str
+    known: list[str]
+
+
+@dataclass(frozen=True)
+class NotALead:
+    name: str
+    leads: list[str]
+
+
+@dataclass(frozen=True)
+class LeadsNothing:
+    pass
+
+
+@dataclass(frozen=True)
+class ChooseOne:
+    slugs: list[str]
+
+
+Denied = UnknownProject | NotALead | LeadsNothing | ChooseOne

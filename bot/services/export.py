@@ -549,3 +549,25 @@ def export_project(
         if not done:
             part.unlink(missing_ok=True)
     return ExportResult(rows=n, path=out, options=options, stats=stats, escalated=escalated)
+
+
+def parse_export_args(text: str) -> tuple[str | None, ExportOptions]:
+    """`[project] [format] [raw]` in any order -> (slug or None, options). Raises ExportProblem."""
+    slug: str | None = None
+    fmt: str | None = None
+    raw = False
+    for word in text.lower().split():
+        if word in FORMATS:
+            if fmt is not None:
+                raise ExportProblem(f"Choose one format, not both {fmt} and {word}.")
+            fmt = word
+        elif word == "raw":
+            raw = True
+        elif slug is None:
+            slug = word
+        else:
+            raise ExportProblem(f"I do not understand {word!r}.")
+    options = ExportOptions(fmt=fmt or "jsonl", raw=raw)
+    options.check()
+    return slug, options
+

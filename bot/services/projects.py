@@ -140,11 +140,6 @@ def ensure_member(session: Session, project: Project, user_id: str, now: datetim
     return member
 
 
-def is_lead(session: Session, project: Project, user_id: str) -> bool:
-    member = get_member(session, project, user_id)
-    return member is not None and member.tier == Tier.LEAD
-
-
 @dataclass
 class MemberChange:
     member: Member

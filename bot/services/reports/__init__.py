@@ -14,13 +14,12 @@ Rows used:
   counting production answers (all items, and blind answers only: shown drafts anchor humans).
 
 The package: `model` (Report, Alert, JSON), `build` (reading the window and assembling), `sections`,
-`daily` (the scheduled post), `access` (leads only), `chart` (the PNG).
+`daily` (the scheduled post), `chart` (the PNG). Who may see a report: `bot.services.access`.
 """
 
 from __future__ import annotations
 
-from bot.services.reports.access import Chosen, choose_for_lead, lead_projects_in, parse_report_args
-from bot.services.reports.build import build_report, report_for, report_window
+from bot.services.reports.build import build_report, parse_report_args, report_for, report_window
 from bot.services.reports.daily import RunOutcome, run_due_reports
 from bot.services.reports.model import DAILY_WINDOW_DAYS, MAX_DAYS, Alert, Report, ReportError, to_json_text
 
@@ -28,13 +27,10 @@ __all__ = [
     "DAILY_WINDOW_DAYS",
     "MAX_DAYS",
     "Alert",
-    "Chosen",
     "Report",
     "ReportError",
     "RunOutcome",
     "build_report",
-    "choose_for_lead",
-    "lead_projects_in",
     "parse_report_args",
     "report_for",
     "report_window",

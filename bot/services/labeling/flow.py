@@ -1,0 +1,192 @@
+"""The labeling loop as the handlers see it: each use case runs in its own unit of work and returns a
+typed result (`bot.core.types`: ShowTask, ChooseProject, QuizOffer, Suspended, NotMember, QueueDone,
+QuizFinished, Answered, Editor, Guidelines) that a pure builder turns into a message.
+
+Refusals (a forged or stale click, an unknown project) raise `LabelbotError`s whose message is shown
+to the person; nothing is written then.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot.core.enums import AssignmentKind, MemberState, TaskType
+from bot.core.errors import NotFound
+from bot.core.markup import MarkupError, parse, render
+from bot.core.types import (
+    Answer,
+    Answered,
+    ChooseProject,
+    Editor,
+    Guidelines,
+    Next,
+    NotMember,
+    QueueDone,
+    QuizFinished,
+    QuizOffer,
+    ShowTask,
+    Start,
+    Suspended,
+)
+from bot.services.labeling.answers import load_assignment, record_answer
+from bot.services.labeling.entry import entry, resolve_project
+from bot.services.labeling.leases import set_message
+from bot.services.labeling.progress import progress_for
+from bot.services.labeling.queue import next_task, queue_busy
+from bot.services.labeling.quiz import next_quiz_question, quiz_summary_lines, start_quiz
+from bot.services.labeling.stats import MemberStats, member_stats
+from bot.services.labeling.tasks import build_task
+from bot.services.projects import get_member, get_project, spec_of
+from storage.db import Database
+from storage.models import Assignment, Draft, Item, Member, Project
+
+
+def start_labeling(db: Database, now: datetime, team_id: str, user_id: str, slug: str | None) -> Start:
+    """`/label [project]`: the next example, or why there is none."""
+    with db.session() as s:
+        e = entry(s, team_id, user_id, slug)
+        if e.kind == "choose":
+            return ChooseProject([(p.slug, p.name) for p in e.choices])
+        if e.kind == "not_member":
+            return NotMember(e.message)
+        project = e.project
+        assert project is not None
+        if e.kind == "quiz_offer":
+            return QuizOffer(project.slug, project.name)
+        if e.kind == "suspended":
+            return Suspended(project.slug, project.name, e.message)
+        assert e.member is not None
+        task = next_task(s, project, e.member, now, db.dialect)
+        return ShowTask(task) if task is not None else _queue_done(s, project, user_id, now)
+
+
+def start_quiz_for(db: Database, now: datetime, team_id: str, user_id: str,
+                   slug: str | None) -> ShowTask | ChooseProject:
+    """`/label quiz [project]`: the current question of a new or running attempt."""
+    with db.session() as s:
+        found = resolve_project(s, team_id, slug, user_id)
+        if isinstance(found, list):
+            return ChooseProject([(p.slug, p.name) for p in found], verb="quiz")
+        return ShowTask(start_quiz(s, found, user_id, now))
+
+
+def answer(db: Database, now: datetime, team_id: str, user_id: str, assignment_id: int, action: str,
+           value: object = None) -> Answered:
+    """Store a click and lease what comes next, in one unit of work."""
+    with db.session() as s:
+        recorded = record_answer(s, team_id=team_id, user_id=user_id, assignment_id=assignment_id,
+                                 action=action, value=value, now=now)
+        if recorded.duplicate:
+            return Answered(recorded)
+        return Answered(recorded, _next(s, db.dialect, recorded, user_id, now))
+
+
+def open_editor(db: Database, now: datetime, team_id: str, user_id: str, assignment_id: int,
+                reject: bool) -> Editor | None:
+    """The modal for Edit or Reject (or for a plain answer when no draft was shown); None when the
+    example was already answered."""
+    with db.read() as s:
+        assignment = load_assignment(s, assignment_id, team_id, user_id)
+        if assignment.status != "open":
+            return None
+        project = s.get(Project, assignment.project_id)
+        assert project is not None
+        spec = spec_of(project)
+        task = build_task(s, project, spec, assignment, now)
+        item = s.get(Item, assignment.item_id)
+        assert item is not None
+        draft = s.get(Draft, assignment.draft_id) if assignment.draft_shown and assignment.draft_id else None
+    mode = "answer" if draft is None else ("reject" if reject else "edit")
+    initial = ""
+    if spec.task is TaskType.SPANS:
+        initial = render(item.text, draft.value if (draft is not None and mode == "edit") else [])
+    elif spec.task is TaskType.REWRITE and mode == "edit" and draft is not None:
+        initial = str(draft.value)
+    return Editor(task, mode, initial)
+
+
+def submit_editor(db: Database, now: datetime, team_id: str, user_id: str, assignment_id: int, mode: str,
+                  text: str) -> Answered:
+    """The modal's answer: span markup parsed against the item's text, or the rewrite. Raises
+    `MarkupError` (shown next to the field) when it does not fit."""
+    with db.session() as s:
+        assignment = load_assignment(s, assignment_id, team_id, user_id)
+        project = s.get(Project, assignment.project_id)
+        item = s.get(Item, assignment.item_id)
+        assert project is not None and item is not None
+        spec = spec_of(project)
+        value: object
+        if spec.task is TaskType.SPANS:
+            value = parse(text, item.text, spec.label_names)
+        else:
+            if not text.strip():
+                raise MarkupError("Write the corrected text (it cannot be empty).")
+            value = text
+        action = {"edit": "edit", "reject": "reject"}.get(mode, "choose")
+        recorded = record_answer(s, team_id=team_id, user_id=user_id, assignment_id=assignment_id,
+                                 action=action, value=value, now=now)
+        if recorded.duplicate:
+            return Answered(recorded)
+        return Answered(recorded, _next(s, db.dialect, recorded, user_id, now))
+
+
+def item_text(db: Database, team_id: str, user_id: str, assignment_id: int) -> str:
+    """The whole text of the example behind an assignment of this person's."""
+    with db.read() as s:
+        assignment = load_assignment(s, assignment_id, team_id, user_id)
+        item = s.get(Item, assignment.item_id)
+        assert item is not None
+        return item.text
+
+
+def guidelines(db: Database, team_id: str, slug: str) -> Guidelines:
+    with db.read() as s:
+        project = get_project(s, slug)
+        if project.team_id != team_id:
+            raise NotFound("No such project in this workspace.")
+        spec = spec_of(project)
+        return Guidelines(project.name, spec.instructions, [(lb.name, lb.description) for lb in spec.labels])
+
+
+def message_posted(db: Database, assignment_id: int, channel: str, ts: str) -> None:
+    """Remember where an example was posted (so it can be updated when its lease runs out)."""
+    with db.session() as s:
+        set_message(s, assignment_id, channel, ts)
+
+
+def my_stats(db: Database, now: datetime, team_id: str, user_id: str) -> list[MemberStats]:
+    with db.read() as s:
+        return member_stats(s, team_id, user_id, now)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _queue_done(s: Session, project: Project, user_id: str, now: datetime) -> QueueDone:
+    member = get_member(s, project, user_id)
+    done = progress_for(s, project, member, now).done_today if member else 0
+    return QueueDone(project.slug, project.name, done, queue_busy(s, project, user_id))
+
+
+def _next(s: Session, dialect: str, recorded: Answer, user_id: str, now: datetime) -> Next:
+    """What the person sees after an answer, chosen inside the answer's unit of work."""
+    feedback = recorded.feedback
+    if recorded.kind == AssignmentKind.QUIZ:
+        if feedback is not None and feedback.finished:
+            return QuizFinished(recorded.project_slug, feedback, quiz_summary_lines(feedback))
+        question = next_quiz_question(s, recorded.assignment_id, now)
+        return ShowTask(question) if question is not None else None
+    assignment = s.get(Assignment, recorded.assignment_id)
+    assert assignment is not None
+    project = s.get(Project, assignment.project_id)
+    member = s.get(Member, assignment.member_id)
+    assert project is not None and member is not None
+    if recorded.suspended:
+        return Suspended(project.slug, project.name, recorded.suspension_reason or "")
+    if member.state == MemberState.QUALIFIED:
+        task = next_task(s, project, member, now, dialect, resume=False)
+        if task is not None:
+            return ShowTask(task)
+    return _queue_done(s, project, user_id, now)

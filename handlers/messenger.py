@@ -1,0 +1,100 @@
+"""Slack I/O for the labeling loop: the person's DM, ephemeral notes, posting an example, and
+showing what a service returned (through the pure builders of `bot.blocks.labeling`)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
+
+from bot.blocks import labeling as ui
+from bot.blocks.payloads import clicked_message, team_of, user_of
+from bot.core.types import Answered, QuizFinished, ShowTask, Start, Suspended, Task
+from bot.deps import Deps
+from bot.services.labeling import flow
+
+
+class Messenger:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self._dm_cache: dict[tuple[str, str], str] = {}
+        self._dm_lock = threading.Lock()
+
+    def dm(self, client: WebClient, team_id: str, user_id: str) -> str:
+        key = (team_id, user_id)
+        with self._dm_lock:
+            if key in self._dm_cache:
+                return self._dm_cache[key]
+        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        with self._dm_lock:
+            self._dm_cache[key] = channel
+        return channel
+
+    def tell(self, client: WebClient, body: dict[str, Any], text: str) -> None:
+        """An ephemeral note to the clicking person (through response_url; their DM otherwise)."""
+        url = body.get("response_url")
+        if url:
+            WebhookClient(url, timeout=10).send(text=text, response_type="ephemeral", replace_original=False)
+        else:
+            client.chat_postMessage(channel=self.dm(client, team_of(body), user_of(body)), text=text)
+
+    def say(self, client: WebClient, team: str, user: str, respond: Any, text: str,
+            blocks: list[dict[str, Any]] | None = None) -> None:
+        """Answer a command (ephemeral through `respond`) or a button in the DM (no `respond`)."""
+        if respond is not None:
+            respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        else:
+            client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks)
+
+    def post_task(self, client: WebClient, team: str, user: str, task: Task) -> None:
+        text, blocks = ui.example_message(task)
+        resp = client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks,
+                                       unfurl_links=False, unfurl_media=False)
+        flow.message_posted(self.deps.db, task.assignment_id, resp["channel"], resp["ts"])
+
+    def show_start(self, client: WebClient, team: str, user: str, result: Start, respond: Any) -> None:
+        if isinstance(result, ShowTask):
+            self.post_task(client, team, user, result.task)
+            if respond is not None:
+                respond(text=ui.in_your_dm(result.task), response_type="ephemeral")
+            return
+        text, blocks = ui.start_message(result)
+        self.say(client, team, user, respond, text, blocks)
+
+    def show_answered(self, client: WebClient, body: dict[str, Any], done: Answered,
+                      origin: tuple[str | None, str | None] = (None, None)) -> None:
+        """Replace the answered message with what was chosen, then show what comes next."""
+        answer, team, user = done.answer, team_of(body), user_of(body)
+        self._replace_answered(client, body, done, answer.channel or origin[0], answer.ts or origin[1])
+        nxt = done.next
+        if isinstance(nxt, ShowTask):
+            self.post_task(client, team, user, nxt.task)
+        elif isinstance(nxt, QuizFinished):
+            text, blocks = ui.quiz_end_message(nxt.feedback, nxt.summary, nxt.slug)
+            client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks)
+        elif isinstance(nxt, Suspended):
+            reason = ui.paused_reason(nxt.reason)
+            client.chat_postMessage(channel=self.dm(client, team, user), text=reason,
+                                    blocks=ui.quiz_offer(nxt.slug, nxt.name, reason))
+        elif nxt is not None:
+            text, blocks = ui.start_message(nxt)
+            client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks)
+
+    def _replace_answered(self, client: WebClient, body: dict[str, Any], done: Answered, channel: str | None,
+                          ts: str | None) -> None:
+        text, blocks = ui.record_message(done.answer)
+        if done.answer.feedback is not None:
+            blocks = blocks + ui.feedback_blocks(done.answer.feedback)
+        channel = channel or clicked_message(body)[0]
+        ts = ts or clicked_message(body)[1]
+        if body.get("response_url") and ts and clicked_message(body)[1] == ts:
+            # The click came from this very message: replace it through its response_url, which spares
+            # chat.update's per-workspace rate limit (Tier 3) on every click.
+            sent = WebhookClient(body["response_url"], timeout=10).send(text=text, blocks=blocks,
+                                                                        replace_original=True)
+            if sent.status_code != 200 and channel:  # e.g. a response_url past its 30 minutes
+                client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        elif channel and ts:
+            client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
