@@ -111,16 +111,23 @@ def anchoring_alarm(
 ) -> Alarm:
     """Fires when the switch rate toward wrong drafts is significantly above `tolerance`.
 
-    One-sided z-test on the log scale: z = (log(1 - tolerance) - log RR_MH) / SE, SE from the
-    item-cluster bootstrap in `harmful` (pass `AnchoringEffect.harmful`). Fires when p < alpha / looks.
-    `tolerance` (e.g. 0.05) keeps a very large window from alarming on a trivial amount of copying."""
+    tolerance 0 (default): the cluster-robust stratified score test stored in `harmful` (pass
+    `AnchoringEffect.harmful`). tolerance > 0 (e.g. 0.05, so a very large window does not alarm on a
+    trivial amount of copying): one-sided Wald test on the log scale, z = (log(1 - tolerance) -
+    log RR_MH) / SE with the item-bootstrap SE (needs n_boot > 0; less reliable with few blind answers).
+    Fires when p < alpha / looks."""
     threshold = _per_look(alpha, looks)
     m = harmful.rate
-    if m.value is None or harmful.se_log_rr is None or not harmful.se_log_rr > 0 or m.value >= 1.0:
-        reason = m.reason or "no bootstrap standard error"
+    if tolerance == 0.0:
+        z, p = harmful.z, harmful.p_value
+    elif harmful.se_log_rr is not None and harmful.se_log_rr > 0 and m.value is not None and m.value < 1.0:
+        z = (math.log1p(-tolerance) - math.log1p(-m.value)) / harmful.se_log_rr
+        p = float(0.5 * math.erfc(z / math.sqrt(2.0)))
+    else:
+        z = p = None
+    if m.value is None or z is None or p is None:
+        reason = m.reason or "no variance estimate"
         return Alarm("anchoring", False, None, None, threshold, f"No anchoring test: {reason}.")
-    z = (math.log1p(-tolerance) - math.log1p(-m.value)) / harmful.se_log_rr
-    p = float(0.5 * math.erfc(z / math.sqrt(2.0)))
     fired = p < threshold
     ci = f"95% CI {m.ci_low:.0%} to {m.ci_high:.0%}" if m.ci_low is not None and m.ci_high is not None else "no CI"
     if fired:
@@ -253,18 +260,20 @@ def label_shift_test(
     n_items, n_ann, n_cat = int(item_codes.max()) + 1, int(ann_codes.max()) + 1, len(cats)
     item_blind = np.zeros(n_items, dtype=bool)
     item_blind[item_codes] = blind_arr
+    n_blind = int(item_blind.sum())
     # per item: answers per annotator (S) and label counts per annotator x label (S*C)
     per_n = np.bincount(item_codes * n_ann + ann_codes, minlength=n_items * n_ann).reshape(n_items, n_ann)
     per_x = np.bincount(
         (item_codes * n_ann + ann_codes) * n_cat + lab_codes, minlength=n_items * n_ann * n_cat
     ).reshape(n_items, n_ann * n_cat)
-    per_n, per_x = per_n.astype(np.float64), per_x.astype(np.float64)
-    tot_n, tot_x = per_n.sum(axis=0), per_x.sum(axis=0).reshape(n_ann, n_cat)
+    per_n, per_x = per_n.astype(np.float32), per_x.astype(np.float32)  # small integer counts: exact
+    tot_n = per_n.sum(axis=0, dtype=np.float64)
+    tot_x = per_x.sum(axis=0, dtype=np.float64).reshape(n_ann, n_cat)
 
     def stat(flags: np.ndarray) -> np.ndarray:
-        f = flags.astype(np.float64)
-        n0 = f @ per_n
-        x0 = (f @ per_x).reshape(*f.shape[:-1], n_ann, n_cat)
+        f = flags.astype(np.float32)
+        n0 = (f @ per_n).astype(np.float64)
+        x0 = (f @ per_x).astype(np.float64).reshape(*f.shape[:-1], n_ann, n_cat)
         return _shift_statistic(x0, n0, tot_x, tot_n)
 
     observed = float(stat(item_blind))
@@ -273,7 +282,9 @@ def label_shift_test(
     block = max(1, _PERM_BLOCK_CELLS // n_items)
     for start in range(0, n_perm, block):
         b = min(block, n_perm - start)
-        flags = rng.permuted(np.broadcast_to(item_blind, (b, n_items)), axis=1)
+        keys = rng.random((b, n_items), dtype=np.float32)
+        kth = np.partition(keys, n_blind - 1, axis=1)[:, n_blind - 1 : n_blind]
+        flags = keys <= kth  # a uniformly random set of n_blind items per row
         exceed += int((stat(flags) >= observed - 1e-9 * max(abs(observed), 1.0)).sum())
     share0 = np.bincount(lab_codes[blind_arr], minlength=n_cat) / max(int(blind_arr.sum()), 1)
     share1 = np.bincount(lab_codes[~blind_arr], minlength=n_cat) / max(int((~blind_arr).sum()), 1)
@@ -348,13 +359,16 @@ def label_shift_alarm(
             f"Labels {', '.join(flagged)} are used differently on drafted items than on blind items "
             f"(permutation test, BH-adjusted p <= {p_min:.2g})."
             if flagged
-            else f"No label is used differently on drafted items than on blind items (smallest adjusted p = {p_min:.2g})."
+            else f"No label is used differently on drafted items than on blind items (smallest adjusted "
+            f"p = {p_min:.2g})."
         )
         return Alarm("label_shift", bool(flagged), p_min, None, threshold, meaning, {"labels": per})
     labels = label_names(rows["value_key"]).astype(object).to_numpy()
     t = label_shift_test(item, who, labels, blind_flag, n_perm=n_perm, seed=seed, min_count=min_count)
     if t is None:
-        return Alarm("label_shift", False, None, None, threshold, "No label-shift test: one side empty or one label only.")
+        return Alarm(
+            "label_shift", False, None, None, threshold, "No label-shift test: one side empty or one label only."
+        )
     fired = t.p_value < threshold
     details = {"total_variation": t.total_variation, "categories": t.categories, "n_blind": t.n_blind,
                "n_drafted": t.n_drafted, "n_perm": n_perm}  # fmt: skip

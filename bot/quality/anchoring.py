@@ -98,14 +98,50 @@ def mh_switch_rate(n_shown: Any, hit_shown: Any, n_blind: Any, hit_blind: Any) -
     return 1.0 - rr
 
 
+def _score_test(
+    item: np.ndarray, stratum: np.ndarray, shown: np.ndarray, hit: np.ndarray, totals: np.ndarray, n_items: int
+) -> tuple[float | None, float | None]:
+    """Cluster-robust stratified score (Cochran-Mantel-Haenszel type) test of "no switching".
+
+    U = sum_s (a1_s n0_s - a0_s n1_s) / N_s (a: answers equal to the draft) is a sum over rows of
+    (hit - pbar_s) * w, w = n0_s / N_s on shown rows and -n1_s / N_s on blind rows, pbar_s the pooled
+    hit share of the stratum (the null estimate, so sparse blind hits do not shrink the variance as a
+    Wald test's would). Var(U) = sum of w^2 pbar (1 - pbar) over answers (their variance under the
+    null) + the observed cross-products of residuals of answers on the same item (so the answers of
+    one item may be correlated). Returns (z, one-sided p) or (None, None)."""
+    n1, n0 = totals[:, 0], totals[:, 2]
+    big_n = n1 + n0
+    both = (n1 > 0) & (n0 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pbar = np.where(both, (totals[:, 1] + totals[:, 3]) / big_n, 0.0)
+        w_shown = np.where(both, n0 / big_n, 0.0)
+        w_blind = np.where(both, -n1 / big_n, 0.0)
+    w = np.where(shown, w_shown[stratum], w_blind[stratum])
+    p_row = pbar[stratum]
+    contrib = (hit - p_row) * w
+    per_item = np.bincount(item, weights=contrib, minlength=n_items)
+    u = float(per_item.sum())
+    # each answer's own variance under the null (w^2 p (1 - p)), plus the observed cross-products of
+    # answers on the same item (their covariance); the squared residuals themselves are not used:
+    # with rare hits they shrink exactly when U is large, which inflates a sandwich z-test's tail
+    diagonal = float((w * w * p_row * (1.0 - p_row)).sum())
+    cross = float((per_item * per_item).sum() - (contrib * contrib).sum())
+    v = diagonal + cross if diagonal + cross > 0 else diagonal
+    if not v > 0:
+        return None, None
+    z = u / np.sqrt(v)
+    return float(z), float(norm.sf(z))
+
+
 @dataclass(frozen=True)
 class SwitchRate:
     """The normalised switch rate toward the draft for one arm of drafts (wrong or right ones).
 
     rate: 1 - RR_MH pooled over strata, item-cluster bootstrap 95% CI; n = answers in both arms.
     shown / blind: crude shares of answers equal to the draft (Wilson CIs).
-    p_value: one-sided p of "no switching toward the draft" (log RR_MH / bootstrap SE), or None.
-    z: the matching z statistic; se_log_rr: the bootstrap SE of log RR_MH.
+    p_value: one-sided p of "no switching toward the draft": cluster-robust stratified score test
+    (see `_score_test`; calibrated with few blind answers, unlike a Wald test), or None.
+    z: its z statistic; se_log_rr: the bootstrap SE of log RR_MH (used for tests against a tolerance).
     by_stratum: the per-stratum (per-annotator) rate with its bootstrap CI.
     counts: per stratum n_shown, hit_shown, n_blind, hit_blind (what the per-annotator alarms test).
     items: distinct items (the bootstrap unit)."""
@@ -172,9 +208,9 @@ def switch_rate(
     # per item x (stratum, statistic) counts: n_shown, hit_shown, n_blind, hit_blind
     col = strata_codes.astype(np.int64) * 4 + np.where(shown_arr, 0, 2)
     cells = np.bincount(item_codes * (4 * n_strata) + col, minlength=n_items * 4 * n_strata)
-    cells += np.bincount(item_codes * (4 * n_strata) + col + 1, weights=hit_arr, minlength=n_items * 4 * n_strata).astype(
-        np.int64
-    )
+    cells += np.bincount(
+        item_codes * (4 * n_strata) + col + 1, weights=hit_arr, minlength=n_items * 4 * n_strata
+    ).astype(np.int64)
     per_item = cells.reshape(n_items, n_strata, 4).astype(np.float64)
     totals = per_item.sum(axis=0)  # strata x 4
     counts = pd.DataFrame(
@@ -191,31 +227,28 @@ def switch_rate(
         na = Measure.na(f"no annotator answered {what} both shown and blind (or every blind answer took the draft)")
         return SwitchRate(na, shown_m, blind_m, items=n_items, counts=counts)
 
+    z, p_value = _score_test(item_codes, strata_codes, shown_arr, hit_arr, totals, n_items)
     ci: tuple[float | None, float | None] = (None, None)
-    p_value = z = se = None
+    se = None
     strata_ci = np.full((n_strata, 2), np.nan)
     if n_boot > 0:
-        flat = per_item.reshape(n_items, 4 * n_strata)
+        flat = per_item.reshape(n_items, 4 * n_strata).astype(np.float32)
         rng = np.random.default_rng(seed)
         block = max(1, _BLOCK_CELLS // max(n_items, 1))
         reps: list[np.ndarray] = []
         for start in range(0, n_boot, block):
             b = min(block, n_boot - start)
             draws = rng.integers(0, n_items, size=(b, n_items))
-            weights = np.bincount(
-                (np.arange(b)[:, None] * n_items + draws).ravel(), minlength=b * n_items
-            ).reshape(b, n_items)
-            reps.append((weights.astype(np.float64) @ flat).reshape(b, n_strata, 4))
+            weights = np.bincount((np.arange(b)[:, None] * n_items + draws).ravel(), minlength=b * n_items).reshape(
+                b, n_items
+            )
+            reps.append((weights.astype(np.float32) @ flat).astype(np.float64).reshape(b, n_strata, 4))
         boot = np.concatenate(reps, axis=0)  # n_boot x strata x 4
         rates = mh_switch_rate(boot[..., 0], boot[..., 1], boot[..., 2], boot[..., 3])
         finite = rates[np.isfinite(rates) & (rates < 1.0)]
         if finite.size >= 2:
             ci = (float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975)))
-            log_rr = np.log1p(-finite)
-            se = float(np.std(log_rr, ddof=1))
-            if se > 0 and point < 1.0:
-                z = float(-np.log1p(-point) / se)
-                p_value = float(norm.sf(z))
+            se = float(np.std(np.log1p(-finite), ddof=1))
         with np.errstate(divide="ignore", invalid="ignore"):
             one = mh_switch_rate(boot[..., 0, None], boot[..., 1, None], boot[..., 2, None], boot[..., 3, None])
         for s in range(n_strata):
@@ -227,9 +260,7 @@ def switch_rate(
     for s, name in enumerate(strata):
         ns1, _, ns0, _ = totals[s]
         if ns1 == 0 or ns0 == 0:
-            by_stratum[str(name)] = Measure.na(
-                f"needs both shown and blind answers on {what}", n=int(ns1 + ns0)
-            )
+            by_stratum[str(name)] = Measure.na(f"needs both shown and blind answers on {what}", n=int(ns1 + ns0))
             continue
         by_stratum[str(name)] = Measure.of(
             per_stratum_point[s],
