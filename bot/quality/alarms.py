@@ -408,7 +408,8 @@ def rubber_stamp_check(
     (exactly half, not half on average). A rubber-stamper accepts every decoy and is flagged at the
     3rd, so within the first 6-10 checks; an honest annotator who accepts decoys only when they would
     have given that label anyway (accuracy 0.9: a few percent) is flagged in well under 1% of 50-check
-    histories (see bench/quality_sim.py). `statistic` is the final S; details["flagged_at"] is the
+    histories; one who also takes 10% of all drafts is flagged in about 5% (see bench/quality_sim.py).
+    `statistic` is the final S; details["flagged_at"] is the
     1-based decoy index where S first crossed the limit."""
     if not 0 < p_honest < p_stamper < 1:
         raise ValueError("need 0 < p_honest < p_stamper < 1")
