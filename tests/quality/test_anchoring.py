@@ -18,7 +18,7 @@ def key(value):
 
 
 def test_mantel_haenszel_textbook_example():
-    # UGDP tolbutamide trial by age (Rothman & Greenland, Modern Epidemiology, Table 15-2):
+    # UGDP tolbutamide trial by age (the stratified example in Rothman & Greenland, Modern Epidemiology):
     # < 55: tolbutamide 8 deaths / 106, placebo 5 / 120; 55+: 22 / 98 vs 16 / 85.
     # RR_MH = (8*120/226 + 22*85/183) / (5*106/226 + 16*98/183) = 14.4664 / 10.9134 = 1.3256 (published 1.33;
     # crude 1.44). "Stay" (answer differs from the draft) plays the death: hit = n - deaths.
