@@ -19,10 +19,12 @@ from bot.quality.scoring import normalise_text
 
 __all__ = [
     "AGGREGATE_COLUMNS",
+    "CALIBRATED_DS",
     "LABEL_COLUMNS",
     "MAJORITY_COLUMNS",
     "DawidSkeneResult",
     "aggregate",
+    "calibrated_dawid_skene",
     "canonical_value",
     "dawid_skene",
     "majority_vote",
@@ -48,6 +50,15 @@ TASKS = ("classification", "multilabel", "spans", "rewrite")
 METHODS = ("majority", "dawid_skene")
 
 _TIE_EPS = 1e-12
+
+#: Dawid-Skene options that give calibrated confidences (pass as ``ds_options`` to `aggregate`, or use
+#: `calibrated_dawid_skene`): every annotator's confusion matrix is shrunk toward the pooled matrix by
+#: 20 pseudo-labels per true class, a Dirichlet pseudo-count of 1 on every cell, and annotators with
+#: fewer than 30 labels fall back to a one-coin model. On one day of the synthetic crowd of
+#: bench/quality_sim.py this cuts the expected calibration error from 0.037 to 0.018 and the mean
+#: confidence on 1-1-1 splits of 5 labels from 0.79 to 0.53 (their accuracy: 0.41-0.46); single
+#: 1-1-1 items can still reach ~0.9 (see tests/quality/test_calibration.py for why).
+CALIBRATED_DS: dict[str, float] = {"smoothing": 1.0, "shrinkage": 20.0, "diagonal_prior": 0.0, "one_coin_below": 30}
 
 
 def value_key(value: Any) -> str:
@@ -175,6 +186,9 @@ def dawid_skene(
     *,
     gold: Mapping[Any, str] | None = None,
     smoothing: float = 0.01,
+    shrinkage: float = 0.0,
+    diagonal_prior: float = 0.0,
+    one_coin_below: int = 0,
 ) -> DawidSkeneResult:
     """Dawid & Skene (1979) EM over ``item_id, annotator, value_key`` rows (missing keys ignored).
 
@@ -185,6 +199,20 @@ def dawid_skene(
     confusion matrices of the majority vote. Converged when the log-likelihood changes by at most
     `tol` relative to its size between two E-steps.
     `gold` ({item_id: value_key}) pins those items' posteriors to their known class.
+
+    The defaults reproduce the classic estimator, which is over-confident on a realistic crowd
+    (3 labels per item: 1-1-1 splits get ~0.93 confidence for ~0.34 accuracy). Calibration options,
+    all applied in every M-step to the expected counts n[w, observed, true]:
+
+    - `shrinkage` (pseudo-labels per true class): n[w, :, t] += shrinkage * pooled[:, t], with pooled
+      the column-normalised sum of all annotators' counts: an annotator with few labels of class t
+      looks like the crowd until their own labels say otherwise (empirical-Bayes partial pooling);
+    - `diagonal_prior`: a Dirichlet pseudo-count added to the diagonal (prior belief that annotators
+      are right more often than not); `smoothing` is the pseudo-count on every cell;
+    - `one_coin_below`: annotators with fewer labels than this get a one-coin matrix: accuracy a =
+      trace / total of their (shrunk) counts on the diagonal, (1 - a) / (K - 1) elsewhere.
+
+    `CALIBRATED_DS` holds the recommended values (see `calibrated_dawid_skene`).
     """
     if init != "majority":
         raise ValueError(f"unknown init {init!r} (supported: 'majority')")
@@ -223,6 +251,7 @@ def dawid_skene(
 
     flat_cell = ann_codes * k + lab_codes  # (annotator, observed) cell of each label
     n_per_item = np.bincount(item_codes, minlength=n_items)
+    few = np.flatnonzero(np.bincount(ann_codes, minlength=n_ann) < one_coin_below)
 
     # soft majority vote
     t = np.bincount(item_codes * k + lab_codes, minlength=n_items * k).reshape(n_items, k).astype(float)
@@ -231,8 +260,19 @@ def dawid_skene(
 
     def m_step(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         counts = _sum_by(flat_cell, t.T[:, item_codes], n_ann * k).reshape(n_ann, k, k)
+        if shrinkage > 0:
+            pooled = counts.sum(axis=0) + smoothing
+            counts = counts + shrinkage * (pooled / pooled.sum(axis=0, keepdims=True))[None]
+        if diagonal_prior > 0:
+            counts[:, np.arange(k), np.arange(k)] += diagonal_prior
         counts += smoothing
         errors = counts / counts.sum(axis=1, keepdims=True)
+        if len(few) and k > 1:
+            sub = counts[few]
+            acc = np.trace(sub, axis1=1, axis2=2) / sub.sum(axis=(1, 2))
+            coin = np.repeat(((1.0 - acc) / (k - 1))[:, None, None], k, axis=1).repeat(k, axis=2)
+            coin[:, np.arange(k), np.arange(k)] = acc[:, None]
+            errors[few] = coin
         priors = (t.sum(axis=0) + smoothing) / (n_items + k * smoothing)
         return errors, priors
 
@@ -287,6 +327,21 @@ def dawid_skene(
         converged=converged,
         log_likelihood=log_likelihood,
     )
+
+
+def calibrated_dawid_skene(
+    frame: pd.DataFrame,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    *,
+    gold: Mapping[Any, str] | None = None,
+    **options: Any,
+) -> DawidSkeneResult:
+    """`dawid_skene` with `CALIBRATED_DS` (any of its keys can be overridden through `options`).
+
+    Use its ``items["confidence"]`` wherever a confidence is compared with a threshold (routing to an
+    expert, stopping redundancy); check it against gold with `bot.quality.calibration`."""
+    return dawid_skene(frame, max_iter, tol, gold=gold, **{**CALIBRATED_DS, **options})
 
 
 # --------------------------------------------------------------------------------------------

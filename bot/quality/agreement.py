@@ -50,10 +50,16 @@ from bot.quality.common import (
 __all__ = [
     "KRIPPENDORFF_DENSE_CELLS",
     "MAX_CATEGORIES",
+    "MIN_SHARED_ITEMS",
     "AccuracyCap",
+    "AgreementIntervals",
     "AgreementSummary",
+    "BlindCap",
     "PairKappa",
+    "PairwiseSummary",
     "accuracy_cap",
+    "agreement_intervals",
+    "blind_accuracy_cap",
     "classification_agreement",
     "cohens_kappa_pairs",
     "cohens_kappa_table",
@@ -62,9 +68,11 @@ __all__ = [
     "gold_accuracy",
     "gold_accuracy_by_kind",
     "krippendorff_alpha",
+    "light_kappa_weighted",
     "mean_pairwise_kappa",
     "multilabel_alpha",
     "nominal_alpha_from_counts",
+    "pairwise_kappa_summary",
     "per_label_alpha",
     "percent_agreement",
     "reliability_matrix",
@@ -623,4 +631,182 @@ def classification_agreement(
         pairs=pair_list,
         per_label=_per_label(coded),
         confusions=_confused(coded, top=top),
+    )
+
+
+# --- small-sample hygiene: pair thresholds, weighted Light's kappa, bootstrap intervals ---------------
+
+#: Pairs of annotators sharing fewer items than this are listed but left out of summary figures.
+MIN_SHARED_ITEMS = 20
+
+
+def light_kappa_weighted(pairs: list[PairKappa], *, min_shared: int = MIN_SHARED_ITEMS) -> Measure:
+    """Light's kappa weighted by shared items: sum_pairs n_pair * kappa_pair / sum n_pair over pairs
+    with a defined kappa and at least `min_shared` shared items (a 2-item pair says almost nothing,
+    so it must not weigh like a 500-item one). n = pairs used; the note says how many were left out."""
+    defined = [p for p in pairs if p.kappa.value is not None and p.kappa.n is not None]
+    used = [p for p in defined if p.kappa.n >= min_shared]
+    left = len(pairs) - len(used)
+    note = f"{len(used)} pairs with >= {min_shared} shared items; {left} pairs left out"
+    if not used:
+        return Measure.na(f"no annotator pair shares {min_shared}+ items with a defined kappa", note=note)
+    n = np.array([p.kappa.n for p in used], dtype=float)
+    k = np.array([p.kappa.value for p in used], dtype=float)
+    return Measure(value=float((n * k).sum() / n.sum()), n=len(used), note=note)
+
+
+@dataclass(frozen=True)
+class PairwiseSummary:
+    """Pairwise Cohen's kappa split by sample size: `pairs` (>= min_shared shared items, used in the
+    summary), `too_few` (listed for the curious, never summarised: their CIs are meaningless, e.g.
+    2 shared items that agree give kappa 1 with CI 1-1), and `light` (weighted Light's kappa)."""
+
+    light: Measure
+    pairs: list[PairKappa] = field(default_factory=list)
+    too_few: list[PairKappa] = field(default_factory=list)
+    min_shared: int = MIN_SHARED_ITEMS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "light": self.light.to_dict(),
+            "pairs": [p.to_dict() for p in self.pairs],
+            "too_few": [p.to_dict() for p in self.too_few],
+            "min_shared": self.min_shared,
+        }
+
+
+def pairwise_kappa_summary(
+    frame: pd.DataFrame, *, min_shared: int = MIN_SHARED_ITEMS, max_pairs: int | None = 200
+) -> PairwiseSummary:
+    """Cohen's kappa per annotator pair, pairs under `min_shared` shared items moved to `too_few`
+    (with kappa n/a "fewer than N shared items"), and the shared-items-weighted Light's kappa."""
+    all_pairs = _pairs(_coded(frame), min_shared=min_shared, max_pairs=max_pairs)
+    used = [p for p in all_pairs if p.kappa.n is not None and p.kappa.n >= min_shared]
+    few = [p for p in all_pairs if p.kappa.n is None or p.kappa.n < min_shared]
+    return PairwiseSummary(
+        light=light_kappa_weighted(used, min_shared=min_shared), pairs=used, too_few=few, min_shared=min_shared
+    )
+
+
+@dataclass(frozen=True)
+class AgreementIntervals:
+    """Percent agreement, Fleiss' kappa (unequal rater counts allowed) and nominal Krippendorff's alpha,
+    each with an item-bootstrap 95% CI; n = items with 2+ raters (all three use the same items)."""
+
+    percent: Measure
+    fleiss: Measure
+    alpha: Measure
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"percent": self.percent.to_dict(), "fleiss": self.fleiss.to_dict(), "alpha": self.alpha.to_dict()}
+
+
+def _agreement_stats(w: np.ndarray, per: np.ndarray, n_cat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From item weights w (B x I) and per-item columns [m, P_i, D_i, n_i1..n_iC]: percent, Fleiss
+    (generalised to unequal m: P-bar over items, p_c over all answers) and nominal alpha."""
+    s = w @ per  # B x (3 + C)
+    items = w.sum(axis=1)
+    m, p_sum, d_sum, n_c = s[:, 0], s[:, 1], s[:, 2], s[:, 3 : 3 + n_cat]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        percent = p_sum / items
+        share = n_c / m[:, None]
+        pe = (share * share).sum(axis=1)
+        fleiss = (percent - pe) / (1.0 - pe)
+        sq = (n_c * n_c).sum(axis=1)
+        alpha = 1.0 - (m - 1.0) * (m - d_sum) / (m * m - sq)
+    return percent, fleiss, alpha
+
+
+def agreement_intervals(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> AgreementIntervals:
+    """Percent agreement, Fleiss' kappa and Krippendorff's alpha with item-bootstrap 95% CIs.
+
+    Uses every item with 2+ raters, whatever its rater count. Fleiss' kappa for unequal counts:
+    kappa = (P-bar - P_e) / (1 - P_e), P-bar the mean over items of the agreeing share of rater pairs
+    (as `percent_agreement`), P_e = sum_c p_c^2 with p_c the share of all answers in category c; with
+    equal counts this is Fleiss (1971) exactly (and `fleiss_kappa`). Alpha is the nominal closed form of
+    `nominal_alpha_from_counts`. Items are resampled with replacement `n_boot` times (seeded; percentile
+    interval). Cost: one (n_boot x items) @ (items x categories) product per block of replicates."""
+    coded = _coded(frame)
+    m_all = coded.raters_per_item
+    keep = np.flatnonzero(m_all >= 2)
+    if keep.size == 0:
+        na = Measure.na("no item has 2 or more raters")
+        return AgreementIntervals(na, na, na)
+    counts = coded.counts[keep]
+    cols = _observed_columns(counts)
+    if len(cols) < 2:
+        na = Measure.na("only one category observed", n=int(keep.size))
+        return AgreementIntervals(na, na, na)
+    if len(cols) > MAX_CATEGORIES:
+        na = Measure.na(f"{len(cols)} distinct values: too many for a nominal statistic", n=int(keep.size))
+        return AgreementIntervals(na, na, na)
+    dense = counts[:, cols].toarray().astype(np.float64)
+    m = m_all[keep].astype(np.float64)
+    sq = (dense * dense).sum(axis=1)
+    p_i = (sq - m) / (m * (m - 1.0))
+    d_i = (sq - m) / (m - 1.0)
+    per = np.column_stack([m, p_i, d_i, dense])
+    n_items, n_cat = len(keep), len(cols)
+    point = [float(x[0]) for x in _agreement_stats(np.ones((1, n_items)), per, n_cat)]
+    bounds = [(None, None)] * 3
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        reps = []
+        block = max(1, 2_000_000 // n_items)
+        for start in range(0, n_boot, block):
+            b = min(block, n_boot - start)
+            draws = rng.integers(0, n_items, size=(b, n_items))
+            w = np.bincount((np.arange(b)[:, None] * n_items + draws).ravel(), minlength=b * n_items)
+            reps.append(np.column_stack(_agreement_stats(w.reshape(b, n_items).astype(np.float64), per, n_cat)))
+        boot = np.concatenate(reps)
+        bounds = []
+        for j in range(3):
+            vals = boot[:, j][np.isfinite(boot[:, j])]
+            bounds.append(tuple(np.quantile(vals, [0.025, 0.975])) if vals.size >= 2 else (None, None))
+    sizes = np.unique(m_all[keep]).astype(int)
+    note = f"{n_items} items with {sizes.min()}-{sizes.max()} raters; item bootstrap"
+    out = [
+        Measure.of(v, reason="undefined for these data", n=n_items, ci_low=lo, ci_high=hi, note=note)
+        for v, (lo, hi) in zip(point, bounds, strict=True)
+    ]
+    return AgreementIntervals(percent=out[0], fleiss=out[1], alpha=out[2])
+
+
+@dataclass(frozen=True)
+class BlindCap:
+    """Blind agreement between two annotators and the accuracy cap it implies for a model measured
+    against a single annotator's label: cap = (1 + p) / 2 (CI mapped from p's CI). `sentence` says so."""
+
+    agreement: Measure
+    cap: Measure
+    sentence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agreement": self.agreement.to_dict(), "cap": self.cap.to_dict(), "sentence": self.sentence}
+
+
+def blind_accuracy_cap(
+    frame: pd.DataFrame, *, blind_column: str = "blind", n_boot: int = 1000, seed: int = 0
+) -> BlindCap:
+    """Accuracy cap from agreement on *blind* items only (rows whose `blind_column` is true): drafted
+    answers are anchored on the same draft, which inflates agreement and hence the cap. Percent
+    agreement with an item-bootstrap CI (`agreement_intervals`), then (1 + p) / 2: the rule of thumb for
+    the best accuracy a model can show when scored against one annotator's label (an annotator who
+    matches another with probability p is, under symmetric noise, right with probability ~ (1 + p) / 2
+    when compared one-to-one; it is not a cap against an adjudicated consensus)."""
+    require_columns(frame, ("item_id", "annotator", "value_key", blind_column))
+    flag = frame[blind_column].astype(object)
+    flag = flag.where(flag.notna(), False).astype(bool).to_numpy()
+    blind_rows = frame.loc[flag]
+    p = agreement_intervals(blind_rows, n_boot=n_boot, seed=seed).percent
+    if p.value is None:
+        return BlindCap(p, Measure.na(f"accuracy cap {p.reason}"), f"Accuracy cap {p.reason} (blind items).")
+    lo = None if p.ci_low is None else (1.0 + p.ci_low) / 2.0
+    hi = None if p.ci_high is None else (1.0 + p.ci_high) / 2.0
+    cap = Measure(value=(1.0 + p.value) / 2.0, n=p.n, ci_low=lo, ci_high=hi, note="vs a single annotator")
+    return BlindCap(
+        p,
+        cap,
+        f"On blind items annotators agree {p.value:.0%} of the time, so a model scored against a single "
+        f"annotator's label is capped near {cap.value:.0%} accuracy (vs a single annotator).",
     )
