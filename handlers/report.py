@@ -51,32 +51,27 @@ class ReportHandlers:
         respond(text=ui.working(chosen.name, days), response_type="ephemeral")
         self.pool.submit(self.send, client, respond, logger, user, chosen, days)
 
-    def send(
-        self, client: WebClient, respond: Any, logger: logging.Logger, user: str, chosen: LeadOf, days: int
-    ) -> None:
+    def send(self, client: WebClient, respond: Any, logger: logging.Logger, user: str, chosen: LeadOf,
+             days: int) -> None:
         """Runs on the report pool: this is its error boundary (Bolt's app.error does not see it)."""
         try:
             report = report_for(self.deps.db, chosen.slug, days, self.deps.clock.now())
             data = report.to_json()
             title = f"Quality report: {report.name}"
-            respond(
-                blocks=ui.summary_blocks(data, title=title),
-                text=ui.summary_text(data, title=title),
-                response_type="ephemeral",
-                replace_original=False,
-            )
+            respond(blocks=ui.summary_blocks(data, title=title), text=ui.summary_text(data, title=title),
+                    response_type="ephemeral", replace_original=False)
         except Exception:
             logger.exception("report of %s for %s failed", chosen.slug, user)
             respond(text=ui.failed(chosen.name), response_type="ephemeral")
             return
+        self.send_chart(client, respond, logger, user, chosen, days, data)
+
+    def send_chart(self, client: WebClient, respond: Any, logger: logging.Logger, user: str, chosen: LeadOf,
+                   days: int, data: dict[str, Any]) -> None:
         try:
             dm = client.conversations_open(users=user)["channel"]["id"]
-            client.files_upload_v2(
-                channel=dm,
-                file=report_chart(data),
-                filename=f"{chosen.slug}-last-{days}-days.png",
-                title=f"{report.name}: last {days} day{'s' if days != 1 else ''}"[:250],
-            )
+            client.files_upload_v2(channel=dm, file=report_chart(data), filename=f"{chosen.slug}-last-{days}-days.png",
+                                   title=f"{chosen.name}: last {days} day{'s' if days != 1 else ''}"[:250])
         except SlackApiError as e:
             logger.warning("report chart of %s for %s not sent: %s", chosen.slug, user, e)
             respond(text=ui.chart_failed(chosen.name, str(e.response.get("error", e))), response_type="ephemeral")
