@@ -11,6 +11,7 @@ Guarantees carried by the schema (see DESIGN.md):
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -33,11 +34,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from bot.core.enums import (
+    Action,
+    AssignmentKind,
     AssignmentStatus,
     DraftStatus,
     ItemStatus,
     MemberState,
     QuizStatus,
+    TaskType,
     Tier,
 )
 
@@ -73,6 +77,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class EnumText(TypeDecorator[Any]):
+    """A `StrEnum` column stored as its plain string value (VARCHAR): rows read back as the enum."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int = 16) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Any) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, Any: JSON}
@@ -84,7 +105,7 @@ class Project(Base):
     team_id: Mapped[str] = mapped_column(String(32), index=True)
     slug: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    task: Mapped[str] = mapped_column(String(16))
+    task: Mapped[TaskType] = mapped_column(EnumText(TaskType))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime]
@@ -101,8 +122,8 @@ class Member(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     team_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
-    tier: Mapped[str] = mapped_column(String(16), default=Tier.CROWD)
-    state: Mapped[str] = mapped_column(String(16), default=MemberState.NEW)
+    tier: Mapped[Tier] = mapped_column(EnumText(Tier), default=Tier.CROWD)
+    state: Mapped[MemberState] = mapped_column(EnumText(MemberState), default=MemberState.NEW)
     served: Mapped[int] = mapped_column(Integer, default=0)  # production examples served (blind cadence)
     state_reason: Mapped[str | None] = mapped_column(Text)
     qualified_at: Mapped[datetime | None]
@@ -127,7 +148,7 @@ class Item(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.OPEN)
+    status: Mapped[ItemStatus] = mapped_column(EnumText(ItemStatus), default=ItemStatus.OPEN)
     # Assignments still to hand out before the item has `redundancy` labels (leases included).
     slots: Mapped[int] = mapped_column(Integer)
     labels_done: Mapped[int] = mapped_column(Integer, default=0)
@@ -162,7 +183,7 @@ class Draft(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     model: Mapped[str] = mapped_column(String(200))
     prompt_version: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default=DraftStatus.OK)
+    status: Mapped[DraftStatus] = mapped_column(EnumText(DraftStatus), default=DraftStatus.OK)
     value: Mapped[Any | None] = mapped_column(JSON)
     value_key: Mapped[str | None] = mapped_column(Text)
     confidence: Mapped[float | None] = mapped_column(Float)
@@ -195,9 +216,9 @@ class Assignment(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     team_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[AssignmentKind] = mapped_column(EnumText(AssignmentKind))
     round: Mapped[int] = mapped_column(Integer, default=0)  # quiz attempt ordinal; 0 otherwise
-    status: Mapped[str] = mapped_column(String(16), default=AssignmentStatus.OPEN)
+    status: Mapped[AssignmentStatus] = mapped_column(EnumText(AssignmentStatus), default=AssignmentStatus.OPEN)
     draft_id: Mapped[int | None] = mapped_column(ForeignKey("drafts.id", ondelete="SET NULL"))
     draft_shown: Mapped[bool] = mapped_column(Boolean, default=False)
     blind: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -225,8 +246,8 @@ class Label(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[AssignmentKind] = mapped_column(EnumText(AssignmentKind))
+    action: Mapped[Action] = mapped_column(EnumText(Action))
     value: Mapped[Any | None] = mapped_column(JSON)
     value_key: Mapped[str | None] = mapped_column(Text)
     draft_id: Mapped[int | None] = mapped_column(ForeignKey("drafts.id", ondelete="SET NULL"))
@@ -243,7 +264,7 @@ class QuizAttempt(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default=QuizStatus.RUNNING)
+    status: Mapped[QuizStatus] = mapped_column(EnumText(QuizStatus), default=QuizStatus.RUNNING)
     round: Mapped[int] = mapped_column(Integer, default=1)
     size: Mapped[int] = mapped_column(Integer)
     item_ids: Mapped[list[int]] = mapped_column(JSON)
