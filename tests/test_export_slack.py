@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -58,7 +57,7 @@ def test_non_lead_is_refused_and_nothing_is_uploaded(bot):
     other.command("/label-export")
     bot.fake.wait_for(lambda: len(said(bot.fake)) == 2)
     assert "You lead no project" in said(bot.fake)[1]
-    time.sleep(0.2)
+    assert bot.deps.wait_idle()  # every listener and the work it started has finished
     assert bot.fake.files() == [] and not bot.fake.calls_to("files.getUploadURLExternal")
 
 

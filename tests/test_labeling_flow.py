@@ -81,9 +81,7 @@ def test_double_click_and_replay_store_one_label(bot):
     for _ in range(3):
         assert ann.click(msg, "label.choose:0").status == 200
     bot.fake.wait_for(lambda: len(bot.fake.messages(ann.dm)) >= 2)
-    import time
-
-    time.sleep(0.3)  # let any (wrong) extra listener runs finish before counting
+    assert bot.deps.wait_idle()  # every listener run has finished: count now
     with bot.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Label)) == 1
     assert len(bot.fake.messages(ann.dm)) == 2  # exactly one next example

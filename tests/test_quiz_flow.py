@@ -91,9 +91,7 @@ def test_quiz_twice_continues_the_same_attempt_and_replay_does_not_double_count(
     drv.click(again, "label.choose:0")
     drv.click(first, "label.choose:1")
     bot.fake.wait_for(lambda: len(bot.fake.messages(drv.dm)) == 3)
-    import time
-
-    time.sleep(0.3)
+    assert bot.deps.wait_idle()
     with bot.db.read() as s:
         attempts = s.scalars(select(QuizAttempt)).all()
         assert len(attempts) == 1 and attempts[0].answered == 1

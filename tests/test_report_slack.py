@@ -8,7 +8,6 @@ by two app instances sharing one database; a missed summary caught up once at st
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,7 +69,7 @@ def test_non_lead_is_refused_politely(sqlite_bot: Any) -> None:
     bot.fake.wait_for(lambda: len(texts(bot.fake)) == 2)
     assert "You lead no project" in texts(bot.fake)[1]
     assert all(p.get("response_type") == "ephemeral" for p in said(bot.fake))
-    time.sleep(0.2)
+    assert bot.deps.wait_idle()  # every listener and the work it started has finished
     assert bot.fake.files() == [] and not bot.fake.calls_to("files.getUploadURLExternal")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from sqlalchemy import select
 
@@ -186,7 +185,7 @@ def test_event_retries_are_handled_once(bot):
     drv = bot.user("U0ANN")
     for retry in (None, 1, 2):
         assert drv.app_home_opened(event_id="Ev123", retry_num=retry).status == 200
-    time.sleep(0.3)
+    assert bot.deps.wait_idle()
     assert len(bot.fake.calls_to("views.publish")) == 1
 
 

@@ -250,10 +250,8 @@ def test_custom_error_body(fake: FakeOpenAI, client: openai.OpenAI):
 def test_client_timeout_and_a_retry_that_succeeds(fake: FakeOpenAI):
     fake.delay_next(1.0)
     quick = openai.OpenAI(base_url=fake.base_url, api_key="test", max_retries=0, timeout=0.2)
-    started = time.monotonic()
-    with pytest.raises(openai.APITimeoutError):
+    with pytest.raises(openai.APITimeoutError):  # no retries: a slow answer can only end as a timeout
         quick.chat.completions.create(model="m", messages=USER)
-    assert time.monotonic() - started < 0.9
 
     fake.delay_next(1.0)
     patient = openai.OpenAI(base_url=fake.base_url, api_key="test", max_retries=1, timeout=0.2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -189,10 +188,8 @@ def test_wait_for_wakes_on_requests_and_times_out(fake: FakeSlack, client: WebCl
     timer.start()
     assert fake.wait_for(lambda: fake.last_message(channel), timeout=2)["text"] == "later"
     timer.join()
-    started = time.monotonic()
     with pytest.raises(AssertionError, match=r"within 0\.1s"):
         fake.wait_for(lambda: fake.messages("C0NONE"), timeout=0.1)
-    assert time.monotonic() - started < 1
 
 
 def test_reset_forgets_state_but_keeps_users(fake: FakeSlack, client: WebClient):
