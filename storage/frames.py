@@ -53,6 +53,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Integer, String, case, cast, extract, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
+from bot.core.enums import Action, AssignmentKind
 from storage.models import Assignment, Draft, Gold, Label, Member
 
 __all__ = [
@@ -73,8 +74,8 @@ __all__ = [
 ]
 
 CHUNK_ROWS = 1_000_000
-ACTIONS: tuple[str, ...] = ("accept", "edit", "reject", "manual", "skip", "ambiguous")
-KINDS: tuple[str, ...] = ("production", "quiz", "honeypot", "expert")
+ACTIONS: tuple[str, ...] = tuple(Action)  # the codes of the flags column: order matters
+KINDS: tuple[str, ...] = tuple(AssignmentKind)
 _UNKNOWN = 7  # action/kind code of a value outside the lists above
 
 LABEL_FRAME_COLUMNS: tuple[str, ...] = (

@@ -32,10 +32,6 @@ def canonical_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_key(key: str | None) -> Any:
-    return None if key is None else json.loads(key)
-
-
 def normalize(task: TaskType, value: Any, spec: HasLabels, text: str | None = None) -> Any:
     """Return the canonical value or raise ValueProblem saying what is wrong."""
     labels = spec.label_names

@@ -49,28 +49,35 @@ class Context:
         return self.prompt.version
 
 
+def few_shot_gold(session: Session, project_id: int, spec: ProjectSpec) -> list[Example]:
+    """The gold items the prompt shows the LLM as worked examples (ids and answers; no texts), a
+    deterministic choice. The labeling loop never uses them as hidden checks: the LLM has seen them."""
+    if spec.llm.few_shot <= 0:
+        return []
+    rows = session.execute(
+        select(Gold.id, Gold.value)
+        .join(Item, Item.id == Gold.item_id)
+        .where(Gold.project_id == project_id, func.length(Item.text) <= MAX_EXAMPLE_CHARS)
+        .order_by(Gold.id)
+    ).all()
+    return choose_examples(spec, [Example(gid, "", value) for gid, value in rows])
+
+
 def load_context(session: Session, project: Project, drafter: BaseDrafter, spec: ProjectSpec | None = None) -> Context:
     """Build the project's prompt: few-shot gold chosen from (id, answer) rows, texts read for the chosen."""
     from bot.services.projects import spec_of
 
     spec = spec or spec_of(project)
     examples: list[Example] = []
-    if spec.llm.few_shot > 0:
-        rows = session.execute(
-            select(Gold.id, Gold.value)
-            .join(Item, Item.id == Gold.item_id)
-            .where(Gold.project_id == project.id, func.length(Item.text) <= MAX_EXAMPLE_CHARS)
-            .order_by(Gold.id)
-        ).all()
-        chosen = choose_examples(spec, [Example(gid, "", value) for gid, value in rows])
-        if chosen:
-            texts = dict(
-                session.execute(
-                    select(Gold.id, Item.text).join(Item, Item.id == Gold.item_id)
-                    .where(Gold.id.in_([e.gold_id for e in chosen]))
-                ).all()
-            )
-            examples = [Example(e.gold_id, texts[e.gold_id], e.value) for e in chosen]
+    chosen = few_shot_gold(session, project.id, spec)
+    if chosen:
+        texts = dict(
+            session.execute(
+                select(Gold.id, Item.text).join(Item, Item.id == Gold.item_id)
+                .where(Gold.id.in_([e.gold_id for e in chosen]))
+            ).all()
+        )
+        examples = [Example(e.gold_id, texts[e.gold_id], e.value) for e in chosen]
     prompt = build_prompt(spec, drafter.model_for(spec), examples)
     return Context(project_id=project.id, slug=project.slug, spec=spec, prompt=prompt)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,7 @@ from storage.models import Member, Project
 class Entry:
     """Outcome of `/label [project]` before any example is chosen."""
 
-    kind: str  # "task" | "choose" | "not_member" | "quiz_offer" | "suspended" | "empty" | "quiz_running"
+    kind: Literal["task", "choose", "not_member", "quiz_offer", "suspended"]
     project: Project | None = None
     member: Member | None = None
     choices: list[Project] = field(default_factory=list)

@@ -15,6 +15,7 @@ from bot.core.enums import (
     Tier,
 )
 from bot.core.types import Task
+from bot.services.drafting.store import few_shot_gold
 from bot.services.labeling.progress import fraction, lock_member
 from bot.services.labeling.tasks import build_task, is_usable, usable_draft
 from bot.services.projects import get_member, spec_of
@@ -108,22 +109,6 @@ def _claim_escalated(session: Session, project: Project, member: Member, dialect
     return session.scalar(q)
 
 
-def _few_shot_gold_ids(session: Session, project: Project, spec: ProjectSpec) -> list[int]:
-    """Gold items shown to the LLM as examples: their drafts would give the answer away, so they are
-    never used as hidden checks (the same deterministic choice the drafting prompt makes)."""
-    if spec.llm.few_shot <= 0:
-        return []
-    from bot.services.drafting.prompt import MAX_EXAMPLE_CHARS, Example, choose_examples
-
-    rows = session.execute(
-        select(Gold.id, Gold.value)
-        .join(Item, Item.id == Gold.item_id)
-        .where(Gold.project_id == project.id, func.length(Item.text) <= MAX_EXAMPLE_CHARS)
-        .order_by(Gold.id)
-    ).all()
-    return [ex.gold_id for ex in choose_examples(spec, [Example(gid, "", value) for gid, value in rows])]
-
-
 def _pick_honeypot(session: Session, project: Project, spec: ProjectSpec, member: Member) -> Item | None:
     seen = exists().where(
         Assignment.item_id == Item.id,
@@ -131,7 +116,7 @@ def _pick_honeypot(session: Session, project: Project, spec: ProjectSpec, member
         Assignment.kind == AssignmentKind.HONEYPOT,
     )
     conditions = [Gold.project_id == project.id, ~seen]
-    examples = _few_shot_gold_ids(session, project, spec)
+    examples = [ex.gold_id for ex in few_shot_gold(session, project.id, spec)]
     if examples:
         conditions.append(Gold.id.notin_(examples))
     n = session.scalar(select(func.count()).select_from(Gold).where(Gold.project_id == project.id)) or 0
