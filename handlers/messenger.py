@@ -79,8 +79,8 @@ class Messenger:
             client.chat_postMessage(channel=self.dm(client, team, user), text=reason,
                                     blocks=ui.quiz_offer(nxt.slug, nxt.name, reason))
         elif nxt is not None:
-            text, blocks = ui.start_message(nxt)
-            client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks)
+            done_text, done_blocks = ui.start_message(nxt)
+            client.chat_postMessage(channel=self.dm(client, team, user), text=done_text, blocks=done_blocks)
 
     def _replace_answered(self, client: WebClient, body: dict[str, Any], done: Answered, channel: str | None,
                           ts: str | None) -> None:

@@ -59,7 +59,7 @@ class Database:
         return self.dialect == "postgresql"
 
     @staticmethod
-    def _sqlite_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    def _sqlite_connect(dbapi_conn, _record) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -67,7 +67,7 @@ class Database:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
-    def _sqlite_begin(self, conn) -> None:  # type: ignore[no-untyped-def]
+    def _sqlite_begin(self, conn) -> None:
         mode = "DEFERRED" if getattr(self._local, "read_only", False) else "IMMEDIATE"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
@@ -109,7 +109,7 @@ class Database:
         self.engine.dispose()
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str):
     from alembic.config import Config
 
     cfg = Config()

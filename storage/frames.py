@@ -673,7 +673,7 @@ def drafts_frame(
         elif name == "simulated":
             data[name] = pd.Series(_bool(values), dtype=bool)
         elif name == "created_at":
-            ns = (_ns_from_text(values) if dialect == "sqlite" else _ns_from_epoch_us(values)) if values else []
+            ns: Any = (_ns_from_text(values) if dialect == "sqlite" else _ns_from_epoch_us(values)) if values else []
             data[name] = pd.Series(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).dt.tz_localize("UTC")
         else:
             data[name] = pd.Series(pd.Categorical(np.asarray(values, dtype=object)))

@@ -39,7 +39,7 @@ def open_db(upgrade: bool = True) -> Database:
     return db
 
 
-def progress_bar(total: int | None, description: str):  # type: ignore[no-untyped-def]
+def progress_bar(total: int | None, description: str):
     """A rich progress bar on an interactive terminal; silent otherwise."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

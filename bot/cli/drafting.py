@@ -38,7 +38,7 @@ def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_er
     if not settings.openai_api_key:
         raise UserError(NO_KEY)
     database = open_db()
-    drafter = drafting.make_drafter(settings)
+    drafter = drafting.Drafter(settings)
     try:
         with database.read() as s:
             get_project(s, slug)  # a clear message for an unknown project before any work
@@ -65,7 +65,7 @@ def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_er
     except (NotFound, ConfigError, drafting.DraftingUnavailable) as e:
         raise UserError(str(e)) from None
     except openai.APIError as e:
-        raise UserError(f"The LLM server at {drafter.base_url if drafter else '?'} refused: {e}") from None
+        raise UserError(f"The LLM server at {drafter.base_url} refused: {e}") from None
 
 
 COMMANDS = [draft]

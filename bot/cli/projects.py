@@ -151,7 +151,7 @@ def import_cmd(slug: str, file: str, update_existing: bool) -> None:
 class _GoldGroup(click.Group):
     """`labelbot gold SLUG FILE` imports; `labelbot gold promote ...` promotes."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
+    def resolve_command(self, ctx: click.Context, args: list[str]):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             return "import", self.commands["import"], args
         return super().resolve_command(ctx, args)

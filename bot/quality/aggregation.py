@@ -31,6 +31,7 @@ __all__ = [
     "value_key",
 ]
 
+_NONE = np.array(None, dtype=object)  # a missing reason in np.where
 LABEL_COLUMNS = ["item_id", "annotator", "value", "value_key", "counts", "kind", "tier"]
 MAJORITY_COLUMNS = ["item_id", "value_key", "value", "n_labels", "support", "tie"]
 DS_ITEM_COLUMNS = ["item_id", "value_key", "value", "confidence", "tie", "n_labels"]
@@ -565,7 +566,7 @@ def aggregate(
     out["source"] = "crowd"
     tie = crowd_out["tie"].reindex(item_ids, fill_value=False).astype(bool)
     out["needs_expert"] = tie
-    out["reason"] = pd.Series(np.where(tie, "tie", None), index=item_ids, dtype=object)
+    out["reason"] = pd.Series(np.where(tie.to_numpy(), "tie", _NONE), index=item_ids, dtype=object)
     if min_confidence is not None:
         low = ~tie & (out["confidence"] < min_confidence)
         out.loc[low, "needs_expert"] = True
@@ -579,7 +580,7 @@ def aggregate(
     out.loc[exp_ids, "method"] = "expert"
     out.loc[exp_ids, "source"] = "expert"
     out.loc[exp_ids, "needs_expert"] = expert_vote["tie"].to_numpy(dtype=bool)
-    out.loc[exp_ids, "reason"] = np.where(expert_vote["tie"], "expert_tie", None)
+    out.loc[exp_ids, "reason"] = np.where(expert_vote["tie"].to_numpy(dtype=bool), "expert_tie", _NONE)
 
     # gold keeps gold
     gold_ids = [i for i in gold_keys if i in out.index]

@@ -645,7 +645,7 @@ def light_kappa_weighted(pairs: list[PairKappa], *, min_shared: int = MIN_SHARED
     with a defined kappa and at least `min_shared` shared items (a 2-item pair says almost nothing,
     so it must not weigh like a 500-item one). n = pairs used; the note says how many were left out."""
     defined = [p for p in pairs if p.kappa.value is not None and p.kappa.n is not None]
-    used = [p for p in defined if p.kappa.n >= min_shared]
+    used = [p for p in defined if (p.kappa.n or 0) >= min_shared]
     left = len(pairs) - len(used)
     note = f"{len(used)} pairs with >= {min_shared} shared items; {left} pairs left out"
     if not used:

@@ -80,7 +80,7 @@ def _wilson(k: int, n: int, what: str) -> Measure:
     return Measure(value=k / n, n=n, ci_low=lo, ci_high=hi)
 
 
-def mh_switch_rate(n_shown: Any, hit_shown: Any, n_blind: Any, hit_blind: Any) -> float:
+def mh_switch_rate(n_shown: Any, hit_shown: Any, n_blind: Any, hit_blind: Any) -> Any:
     """Mantel-Haenszel pooled switch rate 1 - RR_MH from per-stratum counts (array-likes, one entry
     per stratum): answers and answers equal to the draft, shown and blind. Strata lacking either arm
     carry no weight. NaN when undefined (no stratum with both arms, or no blind answer differing from
@@ -95,7 +95,7 @@ def mh_switch_rate(n_shown: Any, hit_shown: Any, n_blind: Any, hit_blind: Any) -
         num = np.where(both, a * n0 / np.where(total > 0, total, 1.0), 0.0).sum(axis=-1)
         den = np.where(both, c * n1 / np.where(total > 0, total, 1.0), 0.0).sum(axis=-1)
         rr = np.where(den > 0, num / den, np.nan)
-    return 1.0 - rr
+    return 1.0 - rr  # a float for 1-d input, an array for 2-d
 
 
 def _score_test(

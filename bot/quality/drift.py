@@ -163,6 +163,7 @@ def draft_speedup(frame: pd.DataFrame) -> SpeedUp:
     elif drafted.value == 0:
         ratio = Measure.na("median time with a draft is 0 seconds")
     else:
+        assert blind_m.value is not None and drafted.value is not None
         ratio = Measure(value=blind_m.value / drafted.value, n=with_draft.size + without.size)
     return SpeedUp(drafted=drafted, blind=blind_m, ratio=ratio)
 
@@ -389,7 +390,7 @@ def anchoring_change(frame: pd.DataFrame, now: datetime, *, days: int = 7) -> An
     previous_rows = frame.loc[((created >= end - 2 * span) & (created < end - span)).to_numpy(dtype=bool)]
     current = anchoring(current_rows).overall
     previous = anchoring(previous_rows).overall
-    if current.ok and previous.ok:
+    if current.value is not None and previous.value is not None:
         delta = Measure(value=current.value - previous.value)
     else:
         delta = Measure.na(f"needs anchoring in both {days}-day windows")
@@ -443,7 +444,7 @@ def alerts(
         )
     if drift is not None and drift.js_distance.ok and drift.p_value.ok:
         js, p = drift.js_distance.value, drift.p_value.value
-        if js > js_max and p < p_max:
+        if js is not None and p is not None and js > js_max and p < p_max:
             v = drift.cramers_v.value
             out.append(
                 f"Labels on drafted items drift from blind items: Jensen-Shannon distance {js:.2f} "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 Score = Callable[[Any, Any], float]
-Consensus = pd.Series | pd.DataFrame
+Consensus: TypeAlias = pd.Series | pd.DataFrame
 
 
 def _accuracy(hits: np.ndarray, what: str) -> Measure:

@@ -135,7 +135,7 @@ class Runtime:
 def _gunicorn_application() -> type:
     from gunicorn.app.base import BaseApplication
 
-    class LabelbotGunicorn(BaseApplication):  # type: ignore[misc]
+    class LabelbotGunicorn(BaseApplication):
         """gunicorn embedded: the options come from `run()`, the app is built in each worker."""
 
         def __init__(self, settings: Settings, options: dict[str, Any], scheduler: bool) -> None:

@@ -270,6 +270,7 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
         else:
             deps.drafter = _demo_drafter_class()(key, opts.drafter_accuracy, opts.seed)
             what = "Drafting (simulated drafter)"
+        assert deps.drafter is not None
         drafting = progress.add_task(what, total=undrafted_count(db, spec.slug, deps.drafter, now=clock.now()))
         stats = draft_items(db, spec.slug, drafter=deps.drafter, now=clock.now(),
                             progress=lambda n: progress.advance(drafting, n))

@@ -415,7 +415,7 @@ class Driver:
                 state.setdefault(bid, {})[aid] = self._submitted_value(blocks, bid, aid, raw)
         full_view = copy.deepcopy(view)
         full_view["state"] = {"values": state}
-        payload = {
+        payload: dict[str, Any] = {
             "type": "view_submission",
             "team": self._team_obj(),
             "user": self._user_obj(),

@@ -576,7 +576,7 @@ class FakeOpenAI(FakeHTTPServer):
     # ---- files and batches -----------------------------------------------------------------------
 
     def _store_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
-        meta = {
+        meta: dict[str, Any] = {
             "id": _new_id("file-"),
             "object": "file",
             "bytes": len(data),
@@ -723,13 +723,13 @@ class FakeOpenAI(FakeHTTPServer):
         errors: list[str] = []
         for _, item in items:
             status, body = self.complete(item["body"] if isinstance(item.get("body"), dict) else {})
-            line = {
+            result = {
                 "id": _new_id("batch_req_"),
                 "custom_id": item["custom_id"],
                 "response": {"status_code": status, "request_id": _new_id("req_"), "body": body},
                 "error": None,
             }
-            (output if status == 200 else errors).append(json.dumps(line))
+            (output if status == 200 else errors).append(json.dumps(result))
         output_meta = (
             self._store_file(("\n".join(output) + "\n").encode(), f"{batch['id']}_output.jsonl", "batch_output")
             if output

@@ -54,6 +54,7 @@ def stores(deps: Deps) -> tuple[SQLAlchemyInstallationStore, SQLAlchemyOAuthStat
     """The installation and state stores on deps.db's engine, their tables created if missing."""
     settings = deps.settings
     engine = deps.db.engine
+    assert settings.slack_client_id, "OAuth needs SLACK_CLIENT_ID"
     installations = SQLAlchemyInstallationStore(client_id=settings.slack_client_id, engine=engine)
     states = SQLAlchemyOAuthStateStore(expiration_seconds=STATE_EXPIRATION_SECONDS, engine=engine)
     # Replicas (and gunicorn workers) start together: create the tables one process at a time.

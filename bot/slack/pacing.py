@@ -107,7 +107,7 @@ class PacedWebClient(WebClient):
         super().__init__(*args, **kwargs)
         self.pacer = pacer
 
-    def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:
         if api_method in PACED_METHODS:
             channel = _channel_of(kwargs.get("json"), kwargs.get("data"), kwargs.get("params"))
             if channel:

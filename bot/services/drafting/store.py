@@ -101,7 +101,7 @@ def current_draft(session: Session, item_id: int, model: str) -> Draft | None:
     )
 
 
-def done_filter(ctx: Context, cutoff: datetime, retry_errors: bool = False):  # type: ignore[no-untyped-def]
+def done_filter(ctx: Context, cutoff: datetime, retry_errors: bool = False):
     """EXISTS a draft that means "nothing to do" for the item: ok, error (unless retrying), a batch
     submission, or a live claim."""
     settled = [DraftStatus.OK.value] if retry_errors else [DraftStatus.OK.value, DraftStatus.ERROR.value]
@@ -117,7 +117,7 @@ def done_filter(ctx: Context, cutoff: datetime, retry_errors: bool = False):  # 
     )
 
 
-def _work_select():  # type: ignore[no-untyped-def]
+def _work_select():
     return select(Item.id, Item.text, Item.is_gold, Gold.value, Item.slots).outerjoin(Gold, Gold.item_id == Item.id)
 
 
@@ -273,7 +273,7 @@ def claim(db: Database, ctx: Context, source: Any, n: int, now: datetime, simula
     return [c for c in cands if c.item_id in got]
 
 
-def mine(ctx: Context, item_ids: list[int], batch_id: str | None = None):  # type: ignore[no-untyped-def]
+def mine(ctx: Context, item_ids: list[int], batch_id: str | None = None):
     return and_(
         Draft.item_id.in_(item_ids), Draft.model == ctx.model, Draft.prompt_version == ctx.version,
         Draft.status == DraftStatus.PENDING.value,
