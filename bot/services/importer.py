@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from bot.core.enums import ItemStatus, TaskType
 from bot.core.errors import LabelbotError
-from bot.core.values import ValueProblem, canonical_key, normalize
+from bot.core.values import ValueProblem, canonical_key, csv_unsafe, normalize
 from bot.services.projects import spec_of
 from bot.spec import ProjectSpec
 from storage.models import Gold, Item, Project
@@ -127,7 +127,8 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                 if len(cells) != len(header):
                     yield lineno, f"has {len(cells)} fields, the header has {len(header)}"
                     continue
-                yield lineno, dict(zip(header, cells, strict=True))
+                # A leading apostrophe before = + - @ is how exports keep cells from becoming formulas.
+                yield lineno, dict(zip(header, map(csv_unsafe, cells), strict=True))
         except csv.Error as e:
             yield reader.line_num, f"CSV error: {e}"
     elif suffix == ".parquet":
