@@ -130,9 +130,9 @@ def record_answer(
                       "Type `/label` for a new one.")
 
     draft = session.get(Draft, assignment.draft_id) if assignment.draft_id else None
-    if draft is None and spec.llm.enabled:
+    if draft is None:
         # A blind item's draft may have been made after it was served: link it for drift analysis.
-        draft = usable_draft(session, item.id)
+        draft = usable_draft(session, item.id, llm=spec.llm.enabled)
         if is_usable(draft):
             assignment.draft_id = draft.id
     shown_draft = draft if assignment.draft_shown else None
