@@ -754,7 +754,13 @@ def _write_hf(splits: dict[str, list[dict[str, Any]]], out: Path, spec: ProjectS
         name: datasets.Dataset.from_list([_hf_record(spec, r) for r in rows], features=features)
         for name, rows in splits.items()
     }
-    datasets.DatasetDict(parts).save_to_disk(str(out))
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the CLI prints its own closing line
+    try:
+        datasets.DatasetDict(parts).save_to_disk(str(out))
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def write_rows(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from bot.core.enums import DraftStatus, TaskType
@@ -126,6 +126,7 @@ def store_predictions(session: Session, project_id: int, predictions: list[tuple
         for item_id, model, version in rows:
             newest[(item_id, model)] = version
             taken.add((item_id, model, version))
+        new_rows: list[dict[str, Any]] = []
         for item_id, p in chunk:
             current = newest.get((item_id, p.model))
             if current is not None and (current == p.version or current.startswith(p.version + ".")):
@@ -135,16 +136,18 @@ def store_predictions(session: Session, project_id: int, predictions: list[tuple
             while (item_id, p.model, version) in taken:  # an earlier prediction came back
                 n += 1
                 version = f"{p.version}.{n}"
-            session.add(Draft(
-                project_id=project_id, item_id=item_id, model=p.model, prompt_version=version,
-                status=DraftStatus.OK.value, value=p.value, value_key=p.key, confidence=p.confidence,
-                attempts=0, created_at=now,
-            ))
+            new_rows.append({
+                "project_id": project_id, "item_id": item_id, "model": p.model, "prompt_version": version,
+                "status": DraftStatus.OK.value, "value": p.value, "value_key": p.key, "confidence": p.confidence,
+                "prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0, "attempts": 0, "simulated": False,
+                "created_at": now,
+            })
             taken.add((item_id, p.model, version))
             newest[(item_id, p.model)] = version
             if current is None:
                 result.added += 1
             else:
                 result.replaced += 1
-        session.flush()
+        if new_rows:  # Core executemany: no ORM bookkeeping for a bulk load
+            session.execute(insert(Draft.__table__), new_rows)
     return result
