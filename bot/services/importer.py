@@ -409,8 +409,9 @@ def import_items(
         session.execute(insert(table), batch)
         result.inserted += len(batch)
     if predictions:
-        ids = _item_ids(session, project.id, [ext for ext, _p in predictions])
-        result.predictions = store_predictions(session, project.id, [(ids[ext], p) for ext, p in predictions], now)
+        item_ids = _item_ids(session, project.id, [ext for ext, _p in predictions])
+        result.predictions = store_predictions(session, project.id, [(item_ids[ext], p) for ext, p in predictions],
+                                               now)
     return result
 
 

@@ -79,17 +79,16 @@ def prediction_of(row: dict[str, Any], spec: ProjectSpec, text: str) -> Predicti
             raise ValueProblem('field \'draft\' must be a JSON list of spans like [{"start": 0, "end": 5, '
                                '"label": "LOC"}]')
     if hasattr(raw, "tolist"):  # numpy arrays from Parquet list columns
-        raw = raw.tolist()
+        raw = raw.tolist()  # type: ignore[union-attr]
     try:
         value = normalize(spec.task, raw, spec, text)
     except ValueProblem as e:
         raise ValueProblem(f"field 'draft': {e}") from None
-    confidence = row.get("draft_confidence")
-    if _missing(confidence):
-        confidence = None
-    else:
+    given: Any = row.get("draft_confidence")
+    confidence: float | None = None
+    if not _missing(given):
         try:
-            confidence = float(confidence)
+            confidence = float(given)
         except (TypeError, ValueError):
             raise ValueProblem("field 'draft_confidence' must be a number between 0 and 1") from None
         if not 0 <= confidence <= 1 or math.isnan(confidence):
@@ -149,5 +148,5 @@ def store_predictions(session: Session, project_id: int, predictions: list[tuple
             else:
                 result.replaced += 1
         if new_rows:  # Core executemany: no ORM bookkeeping for a bulk load
-            session.execute(insert(Draft.__table__), new_rows)
+            session.execute(insert(Draft), new_rows)
     return result

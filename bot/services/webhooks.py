@@ -281,6 +281,8 @@ def _deliver_one(db: Database, row: WebhookDelivery, hook: WebhookSpec | None, w
         run.attempts.append(Attempt(row.id, row.event_id, row.url, False, None, "dropped"))
         return
     attempt = row.attempts + 1
+    status: int | None
+    error: str | None
     try:
         secret = resolve_secret(hook)
     except ConfigError as e:
@@ -302,6 +304,7 @@ def _deliver_one(db: Database, row: WebhookDelivery, hook: WebhookSpec | None, w
         run.attempts.append(Attempt(row.id, row.event_id, row.url, True, status))
         return
     error = (error or f"HTTP {status}")[:_ERROR_CHARS]
+    values: dict[str, Any]
     if attempt >= MAX_ATTEMPTS:
         run.failed += 1
         values = {"status": DeliveryStatus.FAILED.value}
