@@ -280,3 +280,17 @@ def test_event_bodies_are_compact_json():
                                datetime(2026, 1, 5, 9, tzinfo=UTC))
     assert json.loads(body) == {"id": "evt_x", "type": "item.completed", "created_at": "2026-01-05T09:00:00+00:00",
                                 "project": "p", "data": {"t": "2026-01-05T00:00:00+00:00"}}
+
+
+def test_low_confidence_escalations_write_events(sqlite_db, clock):
+    from bot.services.adjudication import refresh_low_confidence
+    from tests.test_export import classification_project
+
+    classification_project(sqlite_db, clock, escalation={"min_confidence": 0.999},
+                           webhooks=[{"url": "http://127.0.0.1:9/x", "secret": SECRET, "events": ["item.escalated"]}])
+    assert refresh_low_confidence(sqlite_db, "intents", clock.now()) == 2  # c1 and c5 (see test_export)
+    with sqlite_db.read() as s:
+        bodies = [json.loads(b) for b in s.scalars(select(WebhookDelivery.body).order_by(WebhookDelivery.id))]
+    assert sorted((b["type"], b["data"]["item"]["id"]) for b in bodies) == [("item.escalated", "c1"),
+                                                                             ("item.escalated", "c5")]
+    assert all(b["data"]["item"]["reason"].startswith("low confidence 0.99") for b in bodies)
