@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.blocks.labeling import expired_message
 from bot.deps import Deps
-from bot.services import adjudication, drafting, reports
+from bot.services import adjudication, drafting, reports, webhooks
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
 from storage.locks import once_per_period
@@ -56,6 +56,11 @@ def escalate_low_confidence(deps: Deps) -> None:
             adjudication.refresh_low_confidence(deps.db, slug, now)
 
 
+def deliver_webhooks(deps: Deps) -> None:
+    """Send due webhook deliveries from the outbox (each row claimed by one replica; retries with backoff)."""
+    webhooks.deliver_due(deps.db, deps.clock.now)
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -71,4 +76,5 @@ JOBS: tuple[Job, ...] = (
     Job("reports.daily", post_daily_reports, {"minutes": 1}, at_start=True),
     Job("expire_leases", expire_old_leases, {"seconds": 30}),
     Job("low_confidence", escalate_low_confidence, {"minutes": 5}),
+    Job("webhooks.deliver", deliver_webhooks, {"seconds": webhooks.DELIVER_INTERVAL_SECONDS}, at_start=True),
 )

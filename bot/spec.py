@@ -113,6 +113,44 @@ class ReportSpec(_Strict):
         return v
 
 
+WEBHOOK_EVENTS = ("item.completed", "item.escalated", "report.daily")
+
+
+class WebhookSpec(_Strict):
+    url: str
+    secret: str  # shared with the receiver; "env:NAME" reads it from the environment variable NAME
+    events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENTS))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip()
+        if not re.match(r"^https?://[^\s/?#]+[^\s]*$", v) or len(v) > 2000:
+            raise ValueError("must be an http:// or https:// URL (at most 2000 characters)")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        if v.startswith("env:"):
+            if not re.match(r"^env:[A-Za-z_][A-Za-z0-9_]*$", v):
+                raise ValueError("env:NAME needs an environment variable name, like env:LABELBOT_WEBHOOK_SECRET")
+            return v
+        if len(v) < 16:
+            raise ValueError("must be at least 16 characters (or env:NAME to read it from the environment)")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(f"list at least one of {', '.join(WEBHOOK_EVENTS)}")
+        unknown = [e for e in v if e not in WEBHOOK_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; choose from {', '.join(WEBHOOK_EVENTS)}")
+        return list(dict.fromkeys(v))
+
+
 class ProjectSpec(_Strict):
     slug: str
     name: str = Field(min_length=1, max_length=200)
@@ -129,6 +167,7 @@ class ProjectSpec(_Strict):
     llm: LLMSpec = Field(default_factory=LLMSpec)
     members: MembersSpec = Field(default_factory=MembersSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    webhooks: list[WebhookSpec] = Field(default_factory=list, max_length=10)
     team_id: str | None = None
 
     @field_validator("slug")
@@ -160,7 +199,13 @@ class ProjectSpec(_Strict):
             raise ValueError("labels: a multilabel project supports at most 10 labels (Slack checkboxes)")
         if len(names) > 100:
             raise ValueError("labels: at most 100 labels (Slack select menus)")
+        urls = [w.url for w in self.webhooks]
+        if len(set(urls)) != len(urls):
+            raise ValueError("webhooks: each url may appear once (list all its events under one entry)")
         return self
+
+    def hooks_for(self, event: str) -> list[WebhookSpec]:
+        return [w for w in self.webhooks if event in w.events]
 
     @property
     def label_names(self) -> list[str]:

@@ -36,6 +36,7 @@ Columns of the labels frame (the contract in `bot.quality.common.LABEL_COLUMNS`,
     created_at   datetime64[ns, UTC]
     blind        bool     (the assignment was a blind control: a draft existed and was withheld)
     member_id    int64
+    draft_model  category (Draft.model of that draft: the LLM's name, or an imported model's name)
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ LABEL_FRAME_COLUMNS: tuple[str, ...] = (
     "created_at",
     "blind",
     "member_id",
+    "draft_model",
 )
 
 
@@ -131,7 +133,7 @@ class _Codes:
         return pd.Categorical.from_codes(remap[codes], categories=categories, ordered=ordered)
 
 
-_KEY_COLUMNS = ("value_key", "draft_key", "gold_key")
+_KEY_COLUMNS = ("value_key", "draft_key", "gold_key", "draft_model")
 
 
 @dataclass
@@ -379,14 +381,17 @@ def _look_up_keys(session: Session, project_id: int, chunks: _Chunks, dialect: s
     draft_ids = chunks.cat(chunks.draft_id, np.int64)
     item_ids = chunks.cat(chunks.item_id, np.int64)
     used = draft_ids[draft_ids >= 0]
+    models: list[Any] = []
     if used.size:
         lo, hi = int(used.min()), int(used.max())
-        ids, keys = _pairs(
-            session, Draft.id, Draft.value_key, [Draft.project_id == project_id, Draft.id.between(lo, hi)], dialect
-        )
+        where = [Draft.project_id == project_id, Draft.id.between(lo, hi)]
+        ids, keys = _pairs(session, Draft.id, Draft.value_key, where, dialect)
+        model_ids, models = _pairs(session, Draft.id, Draft.model, where, dialect)
     else:
         ids, keys = np.empty(0, np.int64), []
+        model_ids = ids
     chunks.looked_up["draft_key"] = _by_id(draft_ids, ids, keys)
+    chunks.looked_up["draft_model"] = _by_id(draft_ids, model_ids, models)
     ids, keys = _pairs(session, Gold.item_id, Gold.value_key, [Gold.project_id == project_id], dialect)
     chunks.looked_up["gold_key"] = _by_id(item_ids, ids, keys)
 
@@ -402,13 +407,14 @@ def _fetch_rows(session: Session, base: Any, out: _Chunks, chunk_rows: int, dial
             Label.seconds,
             Gold.value_key,
             _created_at_column(Label.created_at, dialect),
+            Draft.model,
         )
     )
     result = session.execute(stmt, execution_options={"yield_per": chunk_rows, "stream_results": True})
     for chunk in result.partitions(chunk_rows):
         if not chunk:
             continue
-        item, member, value_key, flags, draft_key, seconds, gold_key, created = zip(*chunk, strict=True)
+        item, member, value_key, flags, draft_key, seconds, gold_key, created, model = zip(*chunk, strict=True)
         out.item_id.append(np.asarray(item, dtype=np.int64))
         out.member_id.append(np.asarray(member, dtype=np.int64))
         out.flags.append(np.asarray(flags, dtype=np.int64))
@@ -416,6 +422,7 @@ def _fetch_rows(session: Session, base: Any, out: _Chunks, chunk_rows: int, dial
         out.keys["value_key"].add(value_key)
         out.keys["draft_key"].add(draft_key)
         out.keys["gold_key"].add(gold_key)
+        out.keys["draft_model"].add(model)
         out.created_ns.append(_ns_from_text(created) if dialect == "sqlite" else _ns_from_epoch_us(created))
 
 
@@ -585,6 +592,7 @@ def _assemble(chunks: _Chunks, members: pd.DataFrame | None) -> pd.DataFrame:
             "created_at": created.astype("datetime64[ns, UTC]"),
             "blind": pd.Series((flags & 4).astype(bool)),
             "member_id": pd.Series(member_id, dtype="int64"),
+            "draft_model": key("draft_model"),
         }
     )
 

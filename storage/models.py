@@ -312,6 +312,37 @@ class ProcessedEvent(Base):
     created_at: Mapped[datetime]
 
 
+class WebhookDelivery(Base):
+    """The durable outbox of webhook deliveries: one row per event and receiving URL, written in the
+    transaction that made the event happen. The scheduler claims due rows (a lease in `claimed_until`,
+    `FOR UPDATE SKIP LOCKED` on PostgreSQL), POSTs them and records the outcome; a claim whose worker
+    died is taken over when its lease runs out, so no event is lost (one may be sent twice: receivers
+    de-duplicate on `event_id`)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "url"),
+        # The delivery job's scan: due rows by status and time.
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_project_created", "project_id", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2000))
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON bytes that are signed and sent (UTF-8)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed | dropped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
 class JobLock(Base):
     """One row per scheduled job and period: replicas race to insert it, one wins."""
 

@@ -120,8 +120,19 @@ def test_classification_final_export(database, clock, tmp_path):
     out = tmp_path / "final.jsonl"
     result = export_project(database, "intents", out, ExportOptions(), now=clock.now(), chunk_items=2)
     rows = by_id(read_jsonl(out))
-    assert set(rows) == {"c1", "c4", "c5", "g1"}  # c2 tied; e1 escalated and o1 open are not settled
-    assert result.rows == 4 and result.stats.ties == 1 and not result.escalated
+    # c2 tied; e1 escalated and o1 open are not settled; the gold item g1 is left out by default
+    assert set(rows) == {"c1", "c4", "c5"}
+    assert result.rows == 3 and result.stats.ties == 1 and not result.escalated
+    assert (result.stats.gold, result.stats.open, result.stats.escalated) == (1, 1, 1)
+    assert result.summary() == (
+        f"Wrote 3 rows to {out} (final dataset, jsonl, majority vote). Left out: 1 open (still being labeled), "
+        "1 escalated (waiting for an expert), 1 tied, 1 gold (add them with --include-gold)."
+    )
+    result = export_project(database, "intents", out, ExportOptions(include_gold=True), now=clock.now(),
+                            chunk_items=2)
+    rows = by_id(read_jsonl(out))
+    assert set(rows) == {"c1", "c4", "c5", "g1"} and result.rows == 4 and result.stats.gold == 0
+    assert "gold" not in result.left_out()
     assert rows["c1"] == {
         "id": "c1", "input": "text of c1 with Paris inside", "label": "billing", "confidence": 0.666667,
         "method": "majority", "n_labels": 3, "agreement": 0.666667, "source": "crowd", "meta": {"lang": "en"},
@@ -141,11 +152,13 @@ def test_classification_final_export(database, clock, tmp_path):
 def test_min_confidence_filters_and_dawid_skene_matches_whole_project_aggregate(database, clock, tmp_path):
     classification_project(database, clock)
     out = tmp_path / "x.jsonl"
-    result = export_project(database, "intents", out, ExportOptions(min_confidence=0.9), now=clock.now())
+    result = export_project(database, "intents", out, ExportOptions(min_confidence=0.9, include_gold=True),
+                            now=clock.now())
     assert set(by_id(read_jsonl(out))) == {"c4", "c5", "g1"} and result.stats.below == 1
+    assert "1 below confidence 0.9" in result.summary()
 
-    result = export_project(database, "intents", out, ExportOptions(method="dawid_skene"), now=clock.now(),
-                            chunk_items=1)
+    result = export_project(database, "intents", out, ExportOptions(method="dawid_skene", include_gold=True),
+                            now=clock.now(), chunk_items=1)
     rows = by_id(read_jsonl(out))
     with database.read() as s:
         project = get_project(s, "intents")
@@ -182,7 +195,7 @@ def test_multilabel_spans_rewrite_final_exports(database, clock, tmp_path):
     })
 
     out = tmp_path / "out.jsonl"
-    export_project(database, "ml", out, ExportOptions(), now=clock.now())
+    export_project(database, "ml", out, ExportOptions(include_gold=True), now=clock.now())
     rows = by_id(read_jsonl(out))
     assert set(rows) == {"m1", "mg"}
     assert rows["m1"]["label"] == ["billing", "bug"] and rows["m1"]["confidence"] == pytest.approx(2 / 3, abs=1e-6)
@@ -212,31 +225,36 @@ def test_csv_parquet_openai_read_back(sqlite_db, clock, tmp_path):
     build(sqlite_db, ml, clock.now(), {"m1": ("complete", [("U0A", ["billing", "bug"]), ("U0B", ["billing", "bug"])])},
           meta={"m1": {"lang": "fr", "n": 3}})
 
-    export_project(sqlite_db, "intents", tmp_path / "f.csv", ExportOptions(fmt="csv"), now=clock.now())
+    export_project(sqlite_db, "intents", tmp_path / "f.csv", ExportOptions(fmt="csv", include_gold=True),
+                   now=clock.now())
     with open(tmp_path / "f.csv", newline="", encoding="utf-8") as fh:
         rows = {r["id"]: r for r in csv.DictReader(fh)}
     assert set(rows) == {"c1", "c4", "c5", "g1"}
     assert rows["c1"]["label"] == "billing" and float(rows["c1"]["confidence"]) == pytest.approx(2 / 3, abs=1e-6)
-    assert json.loads(rows["c1"]["meta"]) == {"lang": "en"} and rows["g1"]["agreement"] == ""
+    assert rows["c1"]["text"] == "text of c1 with Paris inside"
+    assert rows["c1"]["lang"] == "en" and rows["c4"]["lang"] == "" and rows["g1"]["agreement"] == ""
+    assert rows["g1"]["source"] == "gold"
     export_project(sqlite_db, "ml", tmp_path / "m.csv", ExportOptions(fmt="csv"), now=clock.now())
     with open(tmp_path / "m.csv", newline="", encoding="utf-8") as fh:
         (row,) = list(csv.DictReader(fh))
-    assert json.loads(row["label"]) == ["billing", "bug"] and json.loads(row["meta"]) == {"lang": "fr", "n": 3}
+    assert json.loads(row["label"]) == ["billing", "bug"] and (row["lang"], row["n"]) == ("fr", "3")
 
     export_project(sqlite_db, "ml", tmp_path / "m.parquet", ExportOptions(fmt="parquet"), now=clock.now())
     table = pq.read_table(tmp_path / "m.parquet")
-    assert table.column_names == ["id", "input", "label", "confidence", "method", "n_labels", "agreement",
-                                  "source", "meta"]
+    assert table.column_names == ["id", "text", "label", "confidence", "method", "n_labels", "agreement",
+                                  "source", "lang", "n"]
+    assert str(table.schema.field("n").type) == "int64"
     (rec,) = table.to_pylist()
     assert json.loads(rec["label"]) == ["billing", "bug"] and rec["n_labels"] == 2 and rec["confidence"] == 1.0
+    assert (rec["lang"], rec["n"]) == ("fr", 3)
 
     export_project(sqlite_db, "intents", tmp_path / "raw.parquet", ExportOptions(fmt="parquet", raw=True),
                    now=clock.now())
     raw = pq.read_table(tmp_path / "raw.parquet")
     assert raw.num_rows == 19 and str(raw.schema.field("created_at").type) == "timestamp[us, tz=UTC]"
 
-    result = export_project(sqlite_db, "intents", tmp_path / "ft.jsonl", ExportOptions(fmt="openai"),
-                            now=clock.now())
+    result = export_project(sqlite_db, "intents", tmp_path / "ft.jsonl", ExportOptions(fmt="openai",
+                            include_gold=True), now=clock.now())
     lines = read_jsonl(tmp_path / "ft.jsonl")
     assert len(lines) == result.rows == 4
     for line in lines:
@@ -361,10 +379,12 @@ def test_cli_export_and_errors(cli, tmp_path):
     out = tmp_path / "f.parquet"
     res = cli("export", "intents", "--out", str(out), "--no-escalate")
     assert res.exit_code == 0, res.output
-    assert "Wrote 4 rows" in res.output and "parquet" in res.output
-    assert pq.read_table(out).num_rows == 4
+    assert "Wrote 3 rows" in res.output and "parquet" in res.output
+    assert res.output.strip().splitlines()[-1].endswith("1 gold (add them with --include-gold).")
+    assert pq.read_table(out).num_rows == 3
     res = cli("export", "intents", "--out", str(out))  # c1 and c5 go to the expert queue first
-    assert "Wrote 2 rows" in res.output and "2 low-confidence items went to the expert queue" in res.output
+    assert "Wrote 1 row to" in res.output and "2 low-confidence items went to the expert queue" in res.output
+    assert "3 escalated" in res.output
     res = cli("export", "intents", "--raw", "--format", "csv", "--out", str(tmp_path / "raw.csv"))
     assert res.exit_code == 0 and "Wrote 19 rows" in res.output
 

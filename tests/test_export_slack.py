@@ -28,9 +28,10 @@ def test_lead_gets_the_export_in_their_dm(bot):
     (shared,) = bot.fake.wait_for(lambda: bot.fake.files(lead.dm))
     assert shared["name"] == "intents-final-20260105.csv"
     rows = {r["id"]: r for r in csv.DictReader(io.StringIO(shared["content"].decode("utf-8")))}
-    assert set(rows) == {"c1", "c4", "c5", "g1"} and rows["c1"]["label"] == "billing"
-    assert "4 rows" in shared["initial_comment"] and "1 tied" in shared["initial_comment"]
-    bot.fake.wait_for(lambda: any("to your DM" in t and "4 rows" in t for t in said(bot.fake)))
+    assert set(rows) == {"c1", "c4", "c5"} and rows["c1"]["label"] == "billing"  # the gold item stays out
+    assert "3 rows" in shared["initial_comment"] and "1 tied" in shared["initial_comment"]
+    assert "1 gold" in shared["initial_comment"]
+    bot.fake.wait_for(lambda: any("to your DM" in t and "3 rows" in t for t in said(bot.fake)))
     assert all(ephemeral(bot.fake))
 
 
@@ -44,7 +45,7 @@ def test_default_project_raw_and_parquet(bot):
     lead.command("/label-export", "parquet intents")
     files = bot.fake.wait_for(lambda: len(bot.fake.files(lead.dm)) == 2 and bot.fake.files(lead.dm))
     table = pq.read_table(io.BytesIO(files[1]["content"]))
-    assert table.num_rows == 4 and "label" in table.column_names
+    assert table.num_rows == 3 and "label" in table.column_names
 
 
 def test_non_lead_is_refused_and_nothing_is_uploaded(bot):

@@ -6,8 +6,9 @@ from bot.blocks.access import LeadCommand
 from bot.blocks.text import fallback_text, safe_mrkdwn
 
 USAGE = (
-    "Usage: `/label-export [project] [jsonl|csv|parquet|openai] [raw]`, e.g. `/label-export intents csv` "
-    "or `/label-export intents raw`. The file arrives in your DM; only project leads can export."
+    "Usage: `/label-export [project] [jsonl|csv|parquet|openai|conll] [raw] [gold]`, e.g. `/label-export intents "
+    "csv` or `/label-export intents raw`. The final dataset leaves the gold set out unless you add `gold`. The "
+    "file arrives in your DM; only project leads can export."
 )
 
 

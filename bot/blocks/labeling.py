@@ -87,6 +87,8 @@ def _draft_blocks(task: Task) -> list[dict[str, Any]]:
     if task.draft_value is None:
         return [context_md("No draft is available for this example: label it from scratch.")]
     who = f" ({SIMULATED_NOTE})" if task.draft_simulated else ""
+    if task.draft_model:  # an imported prediction: say whose (the name is lead-supplied text)
+        who = f" (model {safe_mrkdwn(task.draft_model, 80)})"
     conf = f" · confidence {task.draft_confidence:.0%}" if task.draft_confidence is not None else ""
     if task.task is TaskType.SPANS:
         from bot.core.markup import render

@@ -258,7 +258,26 @@ def _llm_lines(llm: dict[str, Any]) -> list[str]:
         f"vs blind consensus {pct(llm.get('accuracy_vs_blind_consensus'))}"
         f"{_n(detail.get('accuracy_vs_blind_consensus'))}",
         f"Cohen's κ vs humans {fmt(llm.get('kappa_vs_humans'))}{_ci(detail.get('kappa_vs_humans'))}",
+        *_model_lines(llm.get("by_model") or {}),
     ]
+
+
+def _model_lines(by_model: dict[str, Any], limit: int = 5) -> list[str]:
+    """One line per model that drafted in the window (the LLM, your own models), most-shown first."""
+    ranked = sorted(by_model.items(), key=lambda kv: (-int(kv[1].get("shown") or 0), kv[0]))
+    lines = []
+    for name, m in ranked[:limit]:
+        d = m.get("detail", {})
+        lines.append(
+            f"Model {_e(name, 80)}: shown {int(m.get('shown') or 0):,} times, accepted {pct(m.get('accept_rate'))}, "
+            f"edited {pct(m.get('edit_rate'))}, rejected {pct(m.get('reject_rate'))}; "
+            f"vs gold {pct(m.get('accuracy_vs_gold'))}{_n(d.get('accuracy_vs_gold'))}, "
+            f"vs blind consensus {pct(m.get('accuracy_vs_blind_consensus'))}"
+            f"{_n(d.get('accuracy_vs_blind_consensus'))}"
+        )
+    if len(ranked) > limit:
+        lines.append(f"... and {len(ranked) - limit} more model(s) in the JSON report")
+    return lines
 
 
 def _n(detail: dict[str, Any] | None) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from bot.cli.common import UserError, open_db, progress_bar
+from bot.cli.common import UserError, friendly, open_db, progress_bar
 from bot.config import Settings
 from bot.core.errors import ConfigError
 
@@ -22,14 +22,35 @@ NO_KEY = (
 @click.option("--batch", "use_batch", is_flag=True, help="Submit to the Batch API instead (half price, within 24h).")
 @click.option("--collect", is_flag=True, help="Collect finished Batch API jobs and store their drafts.")
 @click.option("--retry-errors", is_flag=True, help="Draft again items whose current draft failed.")
-def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_errors: bool) -> None:
-    """Draft labels for a project's items with its LLM (synchronously, or through the Batch API)."""
+@click.option("--from", "from_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Add or replace predictions of your own model instead: rows with id, draft and optionally "
+                   "draft_confidence (0-1) and draft_model (.jsonl, .csv or .parquet).")
+@friendly
+def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_errors: bool,
+          from_file: str | None) -> None:
+    """Draft labels for a project's items with its LLM (synchronously, or through the Batch API), or
+    store your own model's predictions as drafts (--from FILE)."""
     import openai
 
     from bot.core.errors import NotFound
     from bot.services import drafting
     from bot.services.projects import get_project
 
+    if from_file is not None:
+        if use_batch or collect or retry_errors or limit:
+            raise UserError("--from FILE stores predictions; it takes no --limit, --batch, --collect or "
+                            "--retry-errors.")
+        from bot.core.clock import SystemClock
+        from bot.services.importer import import_predictions
+
+        database = open_db()
+        with database.session() as s:
+            result = import_predictions(s, get_project(s, slug), from_file, SystemClock().now())
+        p = result.predictions
+        assert p is not None
+        click.echo(f"{from_file}: {result.rows} prediction(s) read; {p.added} new, {p.replaced} replaced, "
+                   f"{p.unchanged} unchanged.")
+        return
     if use_batch and collect:
         raise UserError("Choose one of --batch and --collect.")
     if retry_errors and (use_batch or collect):

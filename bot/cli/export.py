@@ -27,43 +27,59 @@ def _one_line(text: str, limit: int) -> str:
 
 @click.command("export")
 @click.argument("slug")
-@click.option("--format", "fmt", metavar="jsonl|csv|parquet|openai",
-              help="Output format. Default: from the --out suffix, else jsonl.")
+@click.option("--format", "fmt", metavar="jsonl|csv|parquet|openai|hf|conll",
+              help="Output format. Default: from the --out extension, else jsonl.")
 @click.option("--raw", is_flag=True, help="Every label row instead of one final answer per item.")
 @click.option("--min-confidence", type=float, metavar="X", help="Leave out final rows with confidence below X.")
 @click.option("--method", default="majority", show_default=True, metavar="majority|dawid_skene",
               help="How the crowd's labels are combined (Dawid-Skene: classification only).")
-@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True),
-              help="Output file. Default: SLUG-final-YYYYMMDD.jsonl (or -raw-, -openai-) here.")
+@click.option("--include-gold", is_flag=True,
+              help="Add the gold items (left out by default: they are your test set), marked source=gold.")
+@click.option("--validation", type=float, metavar="F",
+              help="Hold out this share of the rows (e.g. 0.1), stratified by label: OUT-train and OUT-validation "
+                   "files (hf: train and validation splits).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --validation split.")
+@click.option("--out", "out", type=click.Path(writable=True),
+              help="Output file (a directory for hf); its extension must match the format. "
+                   "Default: SLUG-final-YYYYMMDD.jsonl (or -raw-, -openai-) here.")
 @click.option("--no-escalate", is_flag=True,
               help="Do not send low-confidence items to the expert queue before the export.")
 @friendly
 def export_cmd(slug: str, fmt: str | None, raw: bool, min_confidence: float | None, method: str,
-               out: str | None, no_escalate: bool) -> None:
-    """Export a project: the final dataset (default), --raw labels, or an OpenAI fine-tuning file."""
+               include_gold: bool, validation: float | None, seed: int, out: str | None, no_escalate: bool) -> None:
+    """Export a project: the final dataset (default), --raw labels, an OpenAI fine-tuning file, a Hugging Face
+    dataset (hf) or CoNLL span tags.
+
+    The final dataset leaves out the gold set (--include-gold adds it), items still open or escalated, ties
+    and rows below --min-confidence; the last line says what was written and what was left out."""
     from bot.services.export import (
-        EXTENSIONS,
         ExportOptions,
         ExportProblem,
+        check_out,
         count_export_rows,
         default_filename,
         export_project,
+        format_for_path,
     )
     from bot.services.projects import get_project
 
     if fmt is None:
-        suffix = Path(out).suffix.lower().lstrip(".") if out else ""
-        fmt = suffix if suffix in EXTENSIONS and suffix != "openai" else "jsonl"
-    options = ExportOptions(fmt=fmt.lower(), raw=raw, method=method, min_confidence=min_confidence)
+        fmt = format_for_path(out) if out else "jsonl"
+        if fmt is None:
+            raise UserError(f"{out}: the extension does not name a format; name the file .jsonl, .csv, .parquet or "
+                            ".conll, or give --format (hf writes a directory, openai a .jsonl file).")
+    options = ExportOptions(fmt=fmt.lower(), raw=raw, method=method, min_confidence=min_confidence,
+                            include_gold=include_gold, validation=validation, seed=seed)
+    now = SystemClock().now()
+    path = Path(out) if out else Path(default_filename(slug, options, now))
     try:
         options.check()
+        check_out(path, options.fmt)
     except ExportProblem as e:
         raise UserError(str(e)) from None
     database = open_db()
-    now = SystemClock().now()
     with database.read() as s:
         total = count_export_rows(s, get_project(s, slug), raw)
-    path = Path(out) if out else Path(default_filename(slug, options, now))
     progress, advance = progress_bar(total, "Exporting labels" if raw else "Exporting items")
     try:
         with progress:
@@ -71,6 +87,11 @@ def export_cmd(slug: str, fmt: str | None, raw: bool, min_confidence: float | No
                                     progress=advance)
     except ExportProblem as e:
         raise UserError(str(e)) from None
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if options.fmt == "hf":
+        click.echo(f"Load it with datasets.load_from_disk({str(path)!r}); publish it with .push_to_hub(\"ORG/NAME\").",
+                   err=True)
     click.echo(result.summary())
 
 

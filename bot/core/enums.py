@@ -67,3 +67,17 @@ class QuizStatus(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     ABANDONED = "abandoned"
+
+
+class WebhookEvent(StrEnum):
+    ITEM_COMPLETED = "item.completed"  # an item got its final answer (crowd majority or an expert)
+    ITEM_ESCALATED = "item.escalated"  # an item went to the expert queue
+    REPORT_DAILY = "report.daily"  # the daily report was made
+    TEST = "webhook.test"  # `labelbot webhooks SLUG test` (sent to every webhook)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # gave up after the last retry (`labelbot webhooks SLUG replay` sends it again)
+    DROPPED = "dropped"  # the webhook was removed from the spec before it could be sent

@@ -30,6 +30,7 @@ class Task:
     draft_value: Any = None  # shown draft value, None when blind or no draft
     draft_confidence: float | None = None
     draft_simulated: bool = False
+    draft_model: str | None = None  # the model name of an imported prediction (None: the project's LLM)
     blind: bool = False
     no_draft: bool = False
     crowd_answers: list[tuple[str, Any]] = field(default_factory=list)  # for experts

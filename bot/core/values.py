@@ -32,6 +32,11 @@ def canonical_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def decode_key(key: str | None) -> Any:
+    """The value a canonical key stands for (None stays None)."""
+    return None if key is None else json.loads(key)
+
+
 def normalize(task: TaskType, value: Any, spec: HasLabels, text: str | None = None) -> Any:
     """Return the canonical value or raise ValueProblem saying what is wrong."""
     labels = spec.label_names
@@ -104,3 +109,22 @@ def display(task: TaskType, value: Any, text: str | None = None) -> str:
             parts.append(f"{surface} → {s['label']}")
         return "; ".join(parts)
     return str(value)
+
+
+# --- CSV cells ------------------------------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(text: str) -> str:
+    """A CSV cell that a spreadsheet never runs as a formula: text starting with = + - @ TAB or CR gets a
+    leading apostrophe. So does text that already starts with apostrophes before one of those, so that
+    `csv_unsafe` undoes it exactly (imports of labelbot's own exports round-trip)."""
+    return "'" + text if text.lstrip("'").startswith(_FORMULA_START) else text
+
+
+def csv_unsafe(text: str) -> str:
+    """The inverse of `csv_safe`, applied to CSV cells on import."""
+    if text.startswith("'") and text.lstrip("'").startswith(_FORMULA_START):
+        return text[1:]
+    return text

@@ -371,6 +371,7 @@ def low_confidence_items(session: Session, project: Project, *, chunk_items: int
 def _apply_escalations(
     session: Session, project: Project, found: list[tuple[int, float]], threshold: float, now: datetime
 ) -> int:
+    spec = spec_of(project)
     by_reason: dict[str, list[int]] = {}
     for item_id, confidence in found:
         by_reason.setdefault(low_confidence_reason(confidence, threshold), []).append(item_id)
@@ -378,14 +379,27 @@ def _apply_escalations(
     for reason, ids in sorted(by_reason.items()):
         for start in range(0, len(ids), _UPDATE_BATCH):
             batch = ids[start : start + _UPDATE_BATCH]
-            result = session.execute(
+            changed = session.execute(
                 update(Item)
                 .where(Item.project_id == project.id, Item.id.in_(batch), Item.status == ItemStatus.COMPLETE)
                 .values(status=ItemStatus.ESCALATED.value, escalation_reason=reason, updated_at=now)
+                .returning(Item.id)
                 .execution_options(synchronize_session=False)
-            )
-            moved += result.rowcount or 0
+            ).scalars().all()
+            moved += len(changed)
+            if changed and spec.webhooks:
+                _escalation_events(session, project, spec, list(changed), now)
     return moved
+
+
+def _escalation_events(session: Session, project: Project, spec: Any, item_ids: list[int], now: datetime) -> None:
+    """`item.escalated` webhook events for items that just went to the expert queue (same transaction)."""
+    from bot.core.enums import WebhookEvent
+    from bot.services import webhooks
+
+    for item in session.scalars(select(Item).where(Item.id.in_(item_ids)).order_by(Item.id)):
+        webhooks.enqueue(session, project, spec, WebhookEvent.ITEM_ESCALATED,
+                         webhooks.item_data(item, reason=item.escalation_reason), now)
 
 
 def escalate_low_confidence(session: Session, project: Project, now: datetime) -> int:

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from bot.core.enums import ItemStatus, TaskType
 from bot.core.errors import LabelbotError
-from bot.core.values import ValueProblem, canonical_key, normalize
+from bot.core.values import ValueProblem, canonical_key, csv_unsafe, normalize
+from bot.services.predictions import PREDICTION_FIELDS, Prediction, StoreResult, prediction_of, store_predictions
 from bot.services.projects import spec_of
 from bot.spec import ProjectSpec
 from storage.models import Gold, Item, Project
@@ -60,16 +61,27 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     warnings: list[str] = field(default_factory=list)
+    predictions: StoreResult | None = None  # the `draft` predictions the rows carried
+
+    def _predictions(self) -> str:
+        p = self.predictions
+        if p is None or not (p.added or p.replaced or p.unchanged):
+            return ""
+        parts = [f"{p.added} new"] + ([f"{p.replaced} replaced"] if p.replaced else []) + (
+            [f"{p.unchanged} unchanged"] if p.unchanged else [])
+        return " Predictions: " + ", ".join(parts) + "."
 
     def summary(self, what: str = "items") -> str:
         if self.rows and self.inserted == 0 and self.updated == 0:
+            if self.predictions is not None and (self.predictions.added or self.predictions.replaced):
+                return f"{self.path}: all {self.rows} {what} are already imported." + self._predictions()
             return f"{self.path}: all {self.rows} {what} are already imported; nothing changed."
         parts = [f"{self.inserted} new"]
         if self.updated:
             parts.append(f"{self.updated} updated")
         if self.unchanged:
             parts.append(f"{self.unchanged} already imported")
-        return f"{self.path}: {self.rows} {what} read; " + ", ".join(parts) + "."
+        return f"{self.path}: {self.rows} {what} read; " + ", ".join(parts) + "." + self._predictions()
 
 
 # ------------------------------------------------------------------------------------------
@@ -127,7 +139,8 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                 if len(cells) != len(header):
                     yield lineno, f"has {len(cells)} fields, the header has {len(header)}"
                     continue
-                yield lineno, dict(zip(header, cells, strict=True))
+                # A leading apostrophe before = + - @ is how exports keep cells from becoming formulas.
+                yield lineno, dict(zip(header, map(csv_unsafe, cells), strict=True))
         except csv.Error as e:
             yield reader.line_num, f"CSV error: {e}"
     elif suffix == ".parquet":
@@ -174,6 +187,7 @@ class _Row:
     gold: Any = None
     gold_key: str | None = None
     explanation: str | None = None
+    prediction: Prediction | None = None
 
 
 GOLD_FIELDS = {
@@ -204,7 +218,7 @@ def _checked(
     """Read the file and yield every valid row; problems go to `problems`."""
     seen: dict[str, int] = {}
     answer_field = GOLD_FIELDS[spec.task]
-    reserved = {"id", "text"} | ({answer_field, "explanation"} if gold else set())
+    reserved = {"id", "text"} | ({answer_field, "explanation"} if gold else set(PREDICTION_FIELDS))
     where = problems.where
     err = problems.add
     count = 0
@@ -244,6 +258,12 @@ def _checked(
         seen[external_id] = line
         meta = {k: _clean(v) for k, v in row.items() if k not in reserved and _clean(v) not in (None, "")}
         item = _Row(line, external_id, text, meta or None)
+        if not gold:
+            try:
+                item.prediction = prediction_of(row, spec, text)
+            except ValueProblem as e:
+                err(line, str(e))
+                continue
         if gold:
             raw = row.get(answer_field)
             if raw is None or (isinstance(raw, float) and math.isnan(raw)) or raw == "":
@@ -346,7 +366,10 @@ def import_items(
     table = Item.__table__  # Core executemany: no ORM bookkeeping for a bulk load
     batch: list[dict[str, Any]] = []
     problems = _Problems("line")
+    predictions: list[tuple[str, Prediction]] = []
     for r in _checked(path, spec, gold=False, problems=problems):
+        if r.prediction is not None:
+            predictions.append((r.external_id, r.prediction))
         old = existing.get(r.external_id)
         if old is None:
             if errors:
@@ -385,6 +408,79 @@ def import_items(
     if batch:
         session.execute(insert(table), batch)
         result.inserted += len(batch)
+    if predictions:
+        item_ids = _item_ids(session, project.id, [ext for ext, _p in predictions])
+        result.predictions = store_predictions(session, project.id, [(item_ids[ext], p) for ext, p in predictions],
+                                               now)
+    return result
+
+
+def _item_ids(session: Session, project_id: int, external_ids: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for start in range(0, len(external_ids), 900):
+        chunk = external_ids[start : start + 900]
+        out.update(session.execute(
+            select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(chunk))
+        ).all())
+    return out
+
+
+def import_predictions(session: Session, project: Project, path: str | Path, now: datetime) -> ImportResult:
+    """`labelbot draft SLUG --from FILE`: add or replace predictions of items already imported. Rows need
+    `id` and `draft` (optional `draft_confidence`, `draft_model`); all or nothing, problems by line."""
+    path = Path(path)
+    spec = spec_of(project)
+    if not path.exists():
+        raise ImportError_(str(path), ["no such file"])
+    problems = _Problems("line" if path.suffix.lower() != ".parquet" else "row")
+    rows: list[tuple[int, str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for line, row in _read_rows(path):
+        if isinstance(row, str):
+            problems.add(line, row)
+            continue
+        external_id = _id_of(row)
+        if external_id is None:
+            problems.add(line, "field 'id' is missing or empty")
+            continue
+        if external_id in seen:
+            problems.add(line, f"duplicate id {external_id!r} (first at {problems.where} {seen[external_id]})")
+            continue
+        seen[external_id] = line
+        rows.append((line, external_id, row))
+    items: dict[str, tuple[int, str]] = {}
+    ids = [ext for _l, ext, _r in rows]
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for ext, item_id, text in session.execute(
+            select(Item.external_id, Item.id, Item.text).where(Item.project_id == project.id,
+                                                                Item.external_id.in_(chunk))
+        ):
+            items[ext] = (item_id, text)
+    found: list[tuple[int, Prediction]] = []
+    for line, ext, row in rows:
+        if ext not in items:
+            problems.add(line, f"no item {ext!r} in project {project.slug} (import it first)")
+            continue
+        item_id, text = items[ext]
+        if "text" in row and _clean(row["text"]) not in (None, "") and row["text"] != text:
+            problems.add(line, f"id {ext!r} has different text in the project: is this the right file?")
+            continue
+        try:
+            prediction = prediction_of(row, spec, text)
+        except ValueProblem as e:
+            problems.add(line, str(e))
+            continue
+        if prediction is None:
+            problems.add(line, "field 'draft' (the prediction) is missing")
+            continue
+        found.append((item_id, prediction))
+    if not rows and not problems.total:
+        problems.add(0, "the file has no rows")
+    if problems.total:
+        raise ImportError_(str(path), problems.errors, problems.total)
+    result = ImportResult(str(path), rows=len(found))
+    result.predictions = store_predictions(session, project.id, found, now)
     return result
 
 

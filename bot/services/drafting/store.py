@@ -21,6 +21,7 @@ from bot.services.drafting.prompt import (
     build_prompt,
     choose_examples,
 )
+from bot.services.predictions import IMPORTED_PREFIX
 from bot.spec import ProjectSpec
 from storage.db import Database
 from storage.models import Draft, Gold, Item, Project
@@ -103,10 +104,10 @@ def current_draft(session: Session, item_id: int, model: str) -> Draft | None:
 
 def done_filter(ctx: Context, cutoff: datetime, retry_errors: bool = False):
     """EXISTS a draft that means "nothing to do" for the item: ok, error (unless retrying), a batch
-    submission, or a live claim."""
+    submission, or a live claim; or an imported prediction of your own model (it wins over the LLM, so
+    drafting the item would be money spent on a draft nobody sees)."""
     settled = [DraftStatus.OK.value] if retry_errors else [DraftStatus.OK.value, DraftStatus.ERROR.value]
-    return exists().where(
-        Draft.item_id == Item.id,
+    ours = and_(
         Draft.model == ctx.model,
         Draft.prompt_version == ctx.version,
         or_(
@@ -115,6 +116,8 @@ def done_filter(ctx: Context, cutoff: datetime, retry_errors: bool = False):
                  or_(Draft.batch_id.is_not(None), Draft.created_at >= cutoff)),
         ),
     )
+    imported = and_(Draft.status == DraftStatus.OK.value, Draft.prompt_version.like(IMPORTED_PREFIX + "%"))
+    return exists().where(Draft.item_id == Item.id, or_(ours, imported))
 
 
 def _work_select():

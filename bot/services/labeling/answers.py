@@ -18,11 +18,13 @@ from bot.core.enums import (
     MemberState,
     TaskType,
     Tier,
+    WebhookEvent,
 )
 from bot.core.errors import Refused
 from bot.core.types import Answer
 from bot.core.values import ValueProblem, canonical_key, normalize
 from bot.quality.scoring import score as score_answer
+from bot.services import webhooks
 from bot.services.labeling.leases import expire_assignment
 from bot.services.labeling.progress import PROGRESS_KINDS, count_done
 from bot.services.labeling.quiz import after_quiz_answer
@@ -130,9 +132,9 @@ def record_answer(
                       "Type `/label` for a new one.")
 
     draft = session.get(Draft, assignment.draft_id) if assignment.draft_id else None
-    if draft is None and spec.llm.enabled:
+    if draft is None:
         # A blind item's draft may have been made after it was served: link it for drift analysis.
-        draft = usable_draft(session, item.id)
+        draft = usable_draft(session, item.id, llm=spec.llm.enabled)
         if is_usable(draft):
             assignment.draft_id = draft.id
     shown_draft = draft if assignment.draft_shown else None
@@ -173,13 +175,18 @@ def record_answer(
     session.flush()
 
     if assignment.kind == AssignmentKind.PRODUCTION:
+        before = item.status
         answer.escalated = _after_production_label(session, spec, item, label, now)
+        if spec.webhooks and item.status != before:
+            _item_event(session, project, spec, item, now)
     elif assignment.kind == AssignmentKind.EXPERT:
         if stored_action == Action.SKIP:
             item.updated_at = now  # back to the expert queue for another expert
         else:
             item.status = ItemStatus.RESOLVED
             item.updated_at = now
+            if spec.webhooks:
+                _item_event(session, project, spec, item, now, answer=stored_value, source="expert")
     elif assignment.kind == AssignmentKind.HONEYPOT:
         reason = check_honeypots(session, spec, member, now)
         if reason:
@@ -187,6 +194,23 @@ def record_answer(
     elif assignment.kind == AssignmentKind.QUIZ:
         answer.feedback = after_quiz_answer(session, project, spec, member, assignment, label, now)
     return answer
+
+
+def _item_event(session: Session, project: Project, spec: ProjectSpec, item: Item, now: datetime, *,
+                answer: Any = None, source: str = "crowd") -> None:
+    """The webhook event of an item that just completed or went to the expert queue (same transaction)."""
+    if item.status == ItemStatus.ESCALATED:
+        webhooks.enqueue(session, project, spec, WebhookEvent.ITEM_ESCALATED,
+                         webhooks.item_data(item, reason=item.escalation_reason), now)
+        return
+    if item.status not in (ItemStatus.COMPLETE, ItemStatus.RESOLVED):
+        return
+    if source == "crowd":
+        keys = session.scalars(select(Label.value_key).where(
+            Label.item_id == item.id, Label.counts.is_(True), Label.kind == AssignmentKind.PRODUCTION)).all()
+        answer = webhooks.final_answer(spec.task, list(keys))
+    webhooks.enqueue(session, project, spec, WebhookEvent.ITEM_COMPLETED,
+                     webhooks.item_data(item, answer=answer, source=source, labels=item.labels_done), now)
 
 
 def _after_production_label(session: Session, spec: ProjectSpec, item: Item, label: Label, now: datetime) -> bool:

@@ -159,7 +159,7 @@ def next_task(
     if kind in (AssignmentKind.PRODUCTION, AssignmentKind.HONEYPOT):
         member.served += 1
         blind = spec.blind_every > 0 and member.served % spec.blind_every == 0
-    draft = usable_draft(session, item.id) if spec.llm.enabled else None
+    draft = usable_draft(session, item.id, llm=spec.llm.enabled)
     shown = is_usable(draft) and not blind and kind != AssignmentKind.EXPERT
     assignment = Assignment(
         project_id=project.id, item_id=item.id, member_id=member.id, team_id=member.team_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session, load_only
 
 from bot.core.enums import (
@@ -14,20 +14,27 @@ from bot.core.enums import (
 )
 from bot.core.types import Task
 from bot.services.labeling.progress import progress_for
+from bot.services.predictions import IMPORTED_PREFIX, is_imported
 from bot.spec import ProjectSpec
 from storage.models import Assignment, Draft, Item, Label, Member, Project
 
 
-def usable_draft(session: Session, item_id: int) -> Draft | None:
-    """The newest successful draft of an item, whatever model or prompt version made it: a fresher
-    one replaces it as soon as the prefetch worker has drafted the item again (item_id index)."""
-    return session.scalar(
+def usable_draft(session: Session, item_id: int, *, llm: bool = True) -> Draft | None:
+    """The draft to serve with an item: the newest imported prediction of your own model if there is
+    one (they win), else the newest successful LLM draft whatever model or prompt version made it (a
+    fresher one replaces it as soon as the prefetch worker has drafted the item again); `llm=False`
+    (llm.enabled off) serves imported predictions only. Served by the item_id index."""
+    imported = Draft.prompt_version.like(IMPORTED_PREFIX + "%")
+    stmt = (
         select(Draft)
-        .options(load_only(Draft.id, Draft.status, Draft.value, Draft.value_key, Draft.confidence, Draft.simulated))
+        .options(load_only(Draft.id, Draft.status, Draft.value, Draft.value_key, Draft.confidence, Draft.simulated,
+                           Draft.model, Draft.prompt_version))
         .where(Draft.item_id == item_id, Draft.status == DraftStatus.OK)
-        .order_by(Draft.id.desc())
         .limit(1)
     )
+    if not llm:
+        return session.scalar(stmt.where(imported).order_by(Draft.id.desc()))
+    return session.scalar(stmt.order_by(case((imported, 0), else_=1), Draft.id.desc()))
 
 
 def is_usable(draft: Draft | None) -> bool:
@@ -67,6 +74,7 @@ def build_task(
         task.draft_value = draft.value
         task.draft_confidence = draft.confidence
         task.draft_simulated = draft.simulated
+        task.draft_model = draft.model if is_imported(draft.prompt_version) else None
     elif not assignment.blind and assignment.kind != AssignmentKind.QUIZ:
         task.no_draft = assignment.kind != AssignmentKind.EXPERT
     if assignment.kind == AssignmentKind.EXPERT:

@@ -39,6 +39,7 @@ from bot.services.reports.sections import (
     label_distribution,
     llm_section,
     local_days_between,
+    models_section,
     per_annotator_section,
     suspensions_section,
     throughput_and_trend,
@@ -284,6 +285,7 @@ def _assemble(
 
     # --- the LLM as one more annotator
     report.llm = llm_section(task, gold_rows, prod, score)
+    report.llm["by_model"] = models_section(task, gold_rows, prod, score)
     clock.lap("llm")
 
     # --- people

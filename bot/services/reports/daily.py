@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.services.projects import list_projects, spec_of
+from bot.core.enums import WebhookEvent
+from bot.services import webhooks
+from bot.services.projects import get_project, list_projects, spec_of
 from bot.services.reports.build import build_report, report_window
 from bot.services.reports.model import DAILY_WINDOW_DAYS, STALE_CLAIM
 from bot.spec import ProjectSpec
@@ -60,7 +62,8 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
     for project_id, slug, team_id, spec in candidates:
         channel = spec.report.channel
-        day = _due_day(spec, now) if channel else None
+        hooked = bool(spec.hooks_for(WebhookEvent.REPORT_DAILY))  # a report.daily webhook needs no channel
+        day = _due_day(spec, now) if channel or hooked else None
         if day is None:
             continue
         with deps.db.read() as s:
@@ -71,10 +74,12 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
         stale = existing is not None and existing[1] == "claimed" and existing[2] < now - STALE_CLAIM
         if existing is not None and not stale:
             continue
-        client = deps.workspace_client(team_id)
-        if client is None:
+        client = deps.workspace_client(team_id) if channel else None
+        if channel and client is None:
             log.warning("no Slack client for workspace %s: daily report of %s not posted", team_id, slug)
-            continue
+            if not hooked:
+                continue
+            channel = None
         if stale:
             # The replica that claimed it died before posting: take the claim over, exactly once.
             with deps.db.session() as s:
@@ -105,15 +110,22 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
     return outcomes
 
 
-def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, day: date, now: datetime) -> RunOutcome:
-    from bot.blocks.report import summary_blocks, summary_text
-    from bot.services.reports.chart import report_chart
-
+def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str | None, day: date,
+                now: datetime) -> RunOutcome:
+    """Post the day's summary to `channel` (when there is one) and write the `report.daily` webhook event
+    (when a webhook wants it) with the run's outcome."""
     ts: str | None = None
     try:
         since, until = report_window(now, DAILY_WINDOW_DAYS)
         report = build_report(deps.db, slug, since=since, until=until, now=now)
         data = report.to_json()
+        if not channel:
+            _finish_run(deps.db, run_id, "posted", ts=None, error=None, now=deps.clock.now(),
+                        event=(slug, day, data))
+            return RunOutcome(slug, day, "posted")
+        from bot.blocks.report import summary_blocks, summary_text
+        from bot.services.reports.chart import report_chart
+
         title = f"Daily summary: {report.name}"
         response = client.chat_postMessage(
             channel=channel, blocks=summary_blocks(data, title=title), text=summary_text(data, title=title)
@@ -132,7 +144,7 @@ def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, da
         except Exception as e:  # the summary is out; a missing chart is worth a note, not a failure
             log.warning("daily report %s: chart upload failed: %s", slug, e)
             error = f"chart upload failed: {e}"
-        _finish_run(deps.db, run_id, "posted", ts=ts, error=error, now=deps.clock.now())
+        _finish_run(deps.db, run_id, "posted", ts=ts, error=error, now=deps.clock.now(), event=(slug, day, data))
         return RunOutcome(slug, day, "posted", ts=ts, error=error)
     except Exception as e:  # a failed post marks the run failed; the scheduler keeps going
         log.exception("daily report %s for %s failed", slug, day)
@@ -141,7 +153,10 @@ def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, da
         return RunOutcome(slug, day, "failed", ts=ts, error=message)
 
 
-def _finish_run(db: Database, run_id: int, status: str, *, ts: str | None, error: str | None, now: datetime) -> None:
+def _finish_run(db: Database, run_id: int, status: str, *, ts: str | None, error: str | None, now: datetime,
+                event: tuple[str, date, dict[str, Any]] | None = None) -> None:
+    """Record the run's outcome; with `event`, the `report.daily` webhook event in the same transaction
+    (exactly one per project and day, like the run)."""
     with db.session() as s:
         run = s.get(ReportRun, run_id)
         if run is None:
@@ -151,6 +166,12 @@ def _finish_run(db: Database, run_id: int, status: str, *, ts: str | None, error
         run.error = error
         if status == "posted":
             run.posted_at = now
+        if event is not None:
+            slug, day, data = event
+            project = get_project(s, slug)
+            webhooks.enqueue(s, project, spec_of(project), WebhookEvent.REPORT_DAILY,
+                             {"day": day.isoformat(), "slack": {"channel": run.channel, "ts": ts} if ts else None,
+                              "report": data}, now)
 
 
 # --------------------------------------------------------------------------------------------------

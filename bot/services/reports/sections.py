@@ -168,6 +168,29 @@ def llm_section(task: TaskType, gold_rows: pd.DataFrame, prod: pd.DataFrame, sco
     return sec.out()
 
 
+def models_section(task: TaskType, gold_rows: pd.DataFrame, prod: pd.DataFrame, score: Any) -> dict[str, Any]:
+    """"The model as an annotator" per model name (the project's LLM and each imported model): the
+    `llm_section` figures on the answers whose item carried that model's draft, plus how often people
+    accepted, edited or rejected it when it was shown."""
+    if "draft_model" not in prod.columns:
+        return {}
+    names = sorted({str(m) for frame in (prod, gold_rows) for m in frame["draft_model"].dropna().unique()})
+    out: dict[str, Any] = {}
+    for name in names:
+        p = prod.loc[(prod["draft_model"] == name).to_numpy(dtype=bool)]
+        g = gold_rows.loc[(gold_rows["draft_model"] == name).to_numpy(dtype=bool)]
+        sec = llm_section(task, g, p, score)
+        rates = drift_stats.draft_action_rates(p).overall
+        detail = sec["detail"]
+        for key, m in (("accept_rate", rates.accept), ("edit_rate", rates.edit), ("reject_rate", rates.reject)):
+            sec[key] = m.value
+            detail[key] = m.to_dict()
+        sec["shown"] = int(p["draft_shown"].to_numpy(dtype=bool).sum())
+        sec["items"] = int(p["item_id"].nunique())
+        out[name] = sec
+    return out
+
+
 def suspensions_section(members: pd.DataFrame, since: datetime, until: datetime) -> list[dict[str, Any]]:
     if members.empty:
         return []
