@@ -54,16 +54,6 @@ from sqlalchemy.orm import Session
 
 from bot.core.enums import TaskType
 from bot.core.errors import LabelbotError
-from bot.services.adjudication import (
-    CHUNK_ITEMS,
-    METHODS,
-    SETTLED_STATUSES,
-    KeyDecoder,
-    ProjectAggregator,
-    iter_item_chunks,
-    read_snapshot,
-    refresh_low_confidence,
-)
 from bot.services.projects import get_project, spec_of
 from bot.spec import ProjectSpec
 from storage.db import Database
@@ -112,6 +102,13 @@ PARQUET_BATCH_ROWS = 20_000
 Progress = Callable[[int], None]
 
 
+def _adjudication() -> Any:
+    """bot.services.adjudication (numpy, pandas): imported when an export runs, not when the app starts."""
+    from bot.services import adjudication
+
+    return adjudication
+
+
 class ExportProblem(LabelbotError, ValueError):
     """An export that cannot be made as asked; the message is one sentence for a person."""
 
@@ -127,8 +124,9 @@ class ExportOptions:
         """Raise ExportProblem when the options do not make sense (for this task)."""
         if self.fmt not in FORMATS:
             raise ExportProblem(f"Unknown format {self.fmt!r}; choose one of {', '.join(FORMATS)}.")
-        if self.method not in METHODS:
-            raise ExportProblem(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        methods = _adjudication().METHODS
+        if self.method not in methods:
+            raise ExportProblem(f"Unknown method {self.method!r}; choose one of {', '.join(methods)}.")
         if self.raw and self.fmt == "openai":
             raise ExportProblem("The openai format holds final answers only; it cannot be combined with raw.")
         if self.raw and (self.min_confidence is not None or self.method != "majority"):
@@ -210,13 +208,16 @@ def final_rows(
     min_confidence: float | None = None,
     stats: ExportStats | None = None,
     progress: Progress | None = None,
-    chunk_items: int = CHUNK_ITEMS,
+    chunk_items: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One dict per settled item (`FINAL_COLUMNS`), in item id order, streamed."""
+    adj = _adjudication()
     stats = stats if stats is not None else ExportStats()
-    aggregator = ProjectAggregator(session, project, method)
+    aggregator = adj.ProjectAggregator(session, project, method)
     columns = (Item.id, Item.external_id, Item.text, Item.meta)
-    for part in iter_item_chunks(session, project.id, SETTLED_STATUSES, columns=columns, chunk_items=chunk_items):
+    chunk_items = chunk_items or adj.CHUNK_ITEMS
+    for part in adj.iter_item_chunks(session, project.id, adj.SETTLED_STATUSES, columns=columns,
+                                     chunk_items=chunk_items):
         settled = aggregator.settle([r[0] for r in part])
         found = dict(
             zip(
@@ -263,13 +264,15 @@ def final_rows(
 
 
 def raw_rows(
-    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int = CHUNK_ITEMS
+    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """One dict per label of the project (`RAW_COLUMNS`), by item then label id, streamed."""
+    adj = _adjudication()
     tiers = dict(session.execute(select(Member.id, Member.tier).where(Member.project_id == project.id)).all())
-    decode = KeyDecoder()
+    decode = adj.KeyDecoder()
     columns = (Item.id, Item.external_id, Item.text)
-    for part in iter_item_chunks(session, project.id, None, columns=columns, chunk_items=chunk_items):
+    for part in adj.iter_item_chunks(session, project.id, None, columns=columns,
+                                     chunk_items=chunk_items or adj.CHUNK_ITEMS):
         items = {r[0]: (r[1], r[2]) for r in part}
         stmt = (
             select(
@@ -323,7 +326,7 @@ def count_export_rows(session: Session, project: Project, raw: bool) -> int:
         stmt = select(func.count()).select_from(Label).where(Label.project_id == project.id)
     else:
         stmt = select(func.count()).select_from(Item).where(
-            Item.project_id == project.id, Item.status.in_([str(s) for s in SETTLED_STATUSES])
+            Item.project_id == project.id, Item.status.in_([str(s) for s in _adjudication().SETTLED_STATUSES])
         )
     return int(session.scalar(stmt) or 0)
 
@@ -516,7 +519,7 @@ def export_project(
     now: datetime,
     escalate: bool = True,
     progress: Progress | None = None,
-    chunk_items: int = CHUNK_ITEMS,
+    chunk_items: int | None = None,
 ) -> ExportResult:
     """Export a project to `out` (written to `out.part`, renamed when complete).
 
@@ -526,14 +529,15 @@ def export_project(
     options.check()
     with db.read() as s:
         options.check(get_project(s, slug).task)
-    escalated = refresh_low_confidence(db, slug, now) if escalate and not options.raw else 0
+    adj = _adjudication()
+    escalated = adj.refresh_low_confidence(db, slug, now) if escalate and not options.raw else 0
     out = Path(out)
     part = out.with_name(out.name + ".part")
     stats = ExportStats()
     done = False
     try:
         with db.read() as s:
-            project = get_project(read_snapshot(s), slug)
+            project = get_project(adj.read_snapshot(s), slug)
             spec = spec_of(project)
             if options.raw:
                 rows = raw_rows(s, project, progress=progress, chunk_items=chunk_items)

@@ -23,7 +23,15 @@ from bot.quality.common import (
 )
 from bot.services import drafting
 from bot.services.projects import get_project, spec_of
-from bot.services.reports.model import CHANGE_DAYS, MAX_KAPPA_PAIRS, Report, ReportError, Section, measures_json
+from bot.services.reports.model import (
+    CHANGE_DAYS,
+    MAX_KAPPA_PAIRS,
+    Report,
+    ReportError,
+    Section,
+    measures_json,
+    report_window,
+)
 from bot.services.reports.sections import (
     alerts_section,
     drafts_section,
@@ -43,10 +51,6 @@ from storage.models import Project
 
 # Building it
 # --------------------------------------------------------------------------------------------------
-
-
-def report_window(now: datetime, days: float) -> tuple[datetime, datetime]:
-    return now - timedelta(days=days), now
 
 
 def build_report(db: Database, slug: str, *, since: datetime, until: datetime, now: datetime) -> Report:

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.core import logctx
 from bot.services.projects import list_projects, spec_of
-from bot.services.reports.build import build_report, report_window
-from bot.services.reports.model import DAILY_WINDOW_DAYS, STALE_CLAIM
+from bot.services.reports.model import DAILY_WINDOW_DAYS, STALE_CLAIM, report_window
 from bot.spec import ProjectSpec
 from storage.db import Database
 from storage.locks import instance_name
@@ -107,9 +107,11 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
 
 def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, day: date, now: datetime) -> RunOutcome:
     from bot.blocks.report import summary_blocks, summary_text
+    from bot.services.reports.build import build_report  # pandas and statsmodels: only when a report is due
     from bot.services.reports.chart import report_chart
 
     ts: str | None = None
+    logctx.set_project(slug)
     try:
         since, until = report_window(now, DAILY_WINDOW_DAYS)
         report = build_report(deps.db, slug, since=since, until=until, now=now)

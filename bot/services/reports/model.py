@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import LabelbotError
-from bot.quality.common import (
-    Measure,
-)
+
+if TYPE_CHECKING:  # bot.quality (pandas) is imported when a report is built, not with this module
+    from bot.quality.common import Measure
 
 STALE_CLAIM = timedelta(minutes=30)  # a claim this old without a post: its replica died
 DAILY_WINDOW_DAYS = 7
@@ -120,6 +119,10 @@ class Report:
         return report_text(self.to_json())
 
 
+def report_window(now: datetime, days: float) -> tuple[datetime, datetime]:
+    return now - timedelta(days=days), now
+
+
 def iso_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -130,11 +133,14 @@ def jsonable(obj: Any) -> Any:
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
+    np = sys.modules.get("numpy")  # numpy scalars exist only once numpy is loaded
+    if np is not None and isinstance(obj, np.bool_ | np.integer | np.floating):
+        obj = obj.item()
+    if isinstance(obj, bool):
         return bool(obj)
-    if isinstance(obj, int | np.integer):
+    if isinstance(obj, int):
         return int(obj)
-    if isinstance(obj, float | np.floating):
+    if isinstance(obj, float):
         f = float(obj)
         return f if math.isfinite(f) else None
     if isinstance(obj, datetime):
@@ -159,6 +165,8 @@ class Section:
         self.detail[name] = m.to_dict()
 
     def na(self, name: str, reason: str) -> None:
+        from bot.quality.common import Measure
+
         self.measure(name, Measure.na(reason))
 
     def set(self, name: str, value: Any) -> None:
