@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -90,14 +91,14 @@ def test_labelbot_serve_http_two_workers_scheduler_and_graceful_sigterm(tmp_path
     seed(db, make_spec(), clock.now(), items=ITEMS)
     qualify(db, "intents", "U0ANN", clock.now())
     with TimedFakeSlack(bot_token=BOT_TOKEN, team_id=TEAM) as fake:
-        env = {**app_env(db, fake), "LABELBOT_LOG_LEVEL": "INFO"}
+        env = {**app_env(db, fake), "LABELBOT_LOG_LEVEL": "DEBUG"}  # the per-worker lines are DEBUG
         server = Replica.labelbot_serve("serve", env, tmp_path, workers=2, threads=4)
         server.command.remove("--no-scheduler")
         server.start()
         try:
             server.wait_ready()
             deadline = time.monotonic() + 60
-            while server.log_text().count(" ready") < 2 and time.monotonic() < deadline:  # both workers up
+            while len(re.findall(r"worker \d+ ready", server.log_text())) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
             ann = Driver(server.url, SIGNING_SECRET, fake, TEAM, "U0ANN", "ann")
             assert ann.command("/label").status == 200
