@@ -77,10 +77,10 @@ def build_app(deps: Deps, *, socket_mode: bool = False) -> App:
         kwargs["client"] = make_client(settings)  # SLACK_API_URL and retries apply to every workspace's client
     else:
         kwargs["client"] = deps.client or make_client(settings)  # Bolt takes the bot token from it
+    if settings.metrics:  # before authorization, so that its auth.test is counted too
+        kwargs["before_authorize"] = observe_calls_middleware
     app = App(**kwargs)
     app.use(log_context_middleware)
-    if settings.metrics:
-        app.use(observe_calls_middleware)
 
     @app.error
     def on_error(error: Exception, body: dict, respond: Any, logger: logging.Logger) -> BoltResponse | None:
