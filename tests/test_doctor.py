@@ -227,3 +227,29 @@ def test_the_command_prints_marks_and_fixes_and_exits_nonzero_on_a_failure(setup
     text = doctor()
     assert "✘ Socket Mode app token: SLACK_APP_TOKEN is not set" in text.stdout
     assert "    fix: Set SLACK_APP_TOKEN" in text.stdout and text.stdout.rstrip().endswith("1 problem(s) to fix.")
+
+
+def test_several_workspaces_check_each_installed_token(setup: Setup) -> None:
+    from datetime import UTC, datetime
+
+    from slack_sdk.oauth.installation_store import Installation
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+
+    from bot.cli.doctor import _oauth_bots
+
+    settings = replace(setup.settings, slack_bot_token=None, slack_client_id="cid", slack_client_secret="secret")
+    assert _oauth_bots(settings) == []  # no installation table yet
+    report = run_checks(settings, http=False, bots=[], required_scopes=bot_scopes())
+    assert report.failed[0].name == "Slack bot token" and "no workspace has installed" in report.failed[0].detail
+
+    store = SQLAlchemyInstallationStore(client_id="cid", engine=setup.db.engine)
+    store.create_tables()
+    for token, when in (("xoxb-old", 1.0), (BOT_TOKEN, datetime.now(UTC).timestamp())):  # the newest one counts
+        store.save(Installation(app_id="A0TEST", team_id=TEAM, bot_token=token, bot_id="B0BOT", bot_user_id="U0BOT",
+                                bot_scopes=list(bot_scopes()), user_id="U0LEAD", installed_at=when))
+    bots = _oauth_bots(settings)
+    assert [b.source for b in bots] == [f"workspace {TEAM}"]
+    report = run_checks(settings, http=False, bots=bots, required_scopes=bot_scopes(),
+                        app_client_factory=lambda token: make_client(settings, token=token))
+    assert report.ok, render_text(report)
+    assert statuses(report)[f"Slack bot token (workspace {TEAM})"] is Status.OK
