@@ -11,17 +11,30 @@ import secrets
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 
 from bot.config import Settings
 from bot.core.clock import Clock, SystemClock
 from bot.core.errors import ConfigError
 from bot.deps import Deps
 from bot.services.drafting import make_drafter
-from bot.slack.client import make_client
+from bot.slack.client import log_context_middleware, make_client, observe_calls_middleware
 from bot.slack.pacing import ChannelPacer, install_pacing, paced_copy
 from storage.db import Database
 
 log = logging.getLogger("labelbot")
+
+class _NoTokenSkippedWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment and, as we hand it a client holding that very
+    token, warns that the token "will be unused": true and harmless, but it reads like a problem."""
+
+    message = warning_client_prioritized_and_token_skipped()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message
+
+
+logging.getLogger("slack_bolt.App").addFilter(_NoTokenSkippedWarning())
 
 USER_ERROR_MESSAGE = ":warning: Something went wrong on our side; nothing you did was lost. Please try again."
 
@@ -64,7 +77,10 @@ def build_app(deps: Deps, *, socket_mode: bool = False) -> App:
         kwargs["client"] = make_client(settings)  # SLACK_API_URL and retries apply to every workspace's client
     else:
         kwargs["client"] = deps.client or make_client(settings)  # Bolt takes the bot token from it
+    if settings.metrics:  # before authorization, so that its auth.test is counted too
+        kwargs["before_authorize"] = observe_calls_middleware
     app = App(**kwargs)
+    app.use(log_context_middleware)
 
     @app.error
     def on_error(error: Exception, body: dict, respond: Any, logger: logging.Logger) -> BoltResponse | None:

@@ -33,6 +33,7 @@ class Settings:
     openai_base_url: str | None = None
     dm_rate: float = 1.0  # chat.postMessage per second per channel (0: no pacing)
     dm_burst: int = 5
+    metrics: bool = False  # LABELBOT_METRICS=1: GET /metrics (Prometheus)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -55,6 +56,7 @@ class Settings:
             openai_base_url=get("OPENAI_BASE_URL"),
             dm_rate=_number(get("LABELBOT_DM_RATE"), 1.0, "LABELBOT_DM_RATE"),
             dm_burst=int(_number(get("LABELBOT_DM_BURST"), 5, "LABELBOT_DM_BURST")),
+            metrics=_flag(get("LABELBOT_METRICS"), "LABELBOT_METRICS"),
         )
 
     @property
@@ -76,6 +78,17 @@ class Settings:
             )
         if missing:
             raise ConfigError("Set " + "; and ".join(missing) + ".")
+
+
+def _flag(raw: str | None, name: str) -> bool:
+    if raw is None:
+        return False
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}.")
 
 
 def _number(raw: str | None, default: float, name: str) -> float:

@@ -7,6 +7,7 @@ database pool; `wait_idle()` lets a test wait for the app's work to finish befor
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -29,7 +30,9 @@ log = logging.getLogger("labelbot")
 
 
 class Pool(ThreadPoolExecutor):
-    """A thread pool that knows how much work it still has (so a caller can wait for it to drain)."""
+    """A thread pool that knows how much work it still has (so a caller can wait for it to drain).
+    Each task runs in a copy of the submitter's context (`contextvars`): a listener's log lines carry
+    its request's ids (`bot.core.logctx`)."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
@@ -40,7 +43,7 @@ class Pool(ThreadPoolExecutor):
         with self._idle:
             self._pending += 1
         try:
-            future = super().submit(fn, *args, **kwargs)
+            future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
         except BaseException:
             self._finished(None)
             raise

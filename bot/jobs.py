@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.blocks.labeling import expired_message
+from bot.core import logctx
 from bot.deps import Deps
-from bot.services import adjudication, drafting, reports, webhooks
+from bot.services import drafting, reports, webhooks
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
 from storage.locks import once_per_period
@@ -51,9 +52,14 @@ def escalate_low_confidence(deps: Deps) -> None:
     now = deps.clock.now()
     with deps.db.read() as s:
         slugs = [p.slug for p in list_projects(s) if spec_of(p).escalation.min_confidence is not None]
+    if not slugs:
+        return
+    from bot.services import adjudication  # numpy and pandas: only when some project escalates on confidence
+
     for slug in slugs:
-        if once_per_period(deps.db, f"low-confidence:{slug}", now.strftime("%Y-%m-%dT%H"), now):
-            adjudication.refresh_low_confidence(deps.db, slug, now)
+        with logctx.about_project(slug):
+            if once_per_period(deps.db, f"low-confidence:{slug}", now.strftime("%Y-%m-%dT%H"), now):
+                adjudication.refresh_low_confidence(deps.db, slug, now)
 
 
 def deliver_webhooks(deps: Deps) -> None:

@@ -28,6 +28,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def display_url(url: str) -> str:
+    """The URL without its password (also dropped from the query string), safe for logs and output."""
+    try:
+        parsed = make_url(normalize_url(url))
+    except Exception:  # not a URL we understand: show nothing of it rather than a secret
+        return "(unparsable database URL)"
+    query = {k: v for k, v in parsed.query.items() if k.lower() not in ("password", "passfile")}
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
@@ -104,6 +114,17 @@ class Database:
             cfg = alembic_config(self.url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+
+    def schema_revisions(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(the revisions the database is at, the head revisions of the migrations); the first is
+        empty for a database never migrated. Reads only: nothing is created."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self.engine.connect() as conn:
+            current = tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+        heads = tuple(sorted(ScriptDirectory.from_config(alembic_config(self.url)).get_heads()))
+        return current, heads
 
     def dispose(self) -> None:
         self.engine.dispose()

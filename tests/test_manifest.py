@@ -18,7 +18,7 @@ def test_manifest_limits_and_scopes():
     assert len(m["display_information"]["name"]) <= 35
     for c in m["features"]["slash_commands"]:
         assert len(c["command"]) <= 32 and c["description"]
-    scopes = {"chat:write", "im:write", "commands", "files:write", "users:read"}
+    scopes = {"chat:write", "im:write", "commands", "files:write", "users:read", "channels:read", "groups:read"}
     assert set(m["oauth_config"]["scopes"]["bot"]) == scopes
     assert m["settings"]["socket_mode_enabled"] is True
     assert m["settings"]["interactivity"]["is_enabled"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -90,14 +91,14 @@ def test_labelbot_serve_http_two_workers_scheduler_and_graceful_sigterm(tmp_path
     seed(db, make_spec(), clock.now(), items=ITEMS)
     qualify(db, "intents", "U0ANN", clock.now())
     with TimedFakeSlack(bot_token=BOT_TOKEN, team_id=TEAM) as fake:
-        env = {**app_env(db, fake), "LABELBOT_LOG_LEVEL": "INFO"}
+        env = {**app_env(db, fake), "LABELBOT_LOG_LEVEL": "DEBUG"}  # the per-worker lines are DEBUG
         server = Replica.labelbot_serve("serve", env, tmp_path, workers=2, threads=4)
         server.command.remove("--no-scheduler")
         server.start()
         try:
             server.wait_ready()
             deadline = time.monotonic() + 60
-            while server.log_text().count(" ready") < 2 and time.monotonic() < deadline:  # both workers up
+            while len(re.findall(r"worker \d+ ready", server.log_text())) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
             ann = Driver(server.url, SIGNING_SECRET, fake, TEAM, "U0ANN", "ann")
             assert ann.command("/label").status == 200
@@ -145,6 +146,7 @@ def test_socket_mode_connects_and_shuts_down_on_sigterm(tmp_path: Path, monkeypa
             events.append("close")
 
     monkeypatch.setattr(socket_mode, "SocketModeHandler", FakeHandler)
+    monkeypatch.setattr(server.logs, "configure", lambda *a, **k: None)  # leave pytest's logging alone
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'sm.db'}", slack_bot_token=BOT_TOKEN,
                         slack_app_token="xapp-test", slack_api_url="http://127.0.0.1:9/api/")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -156,3 +158,50 @@ def test_socket_mode_connects_and_shuts_down_on_sigterm(tmp_path: Path, monkeypa
     assert events == ["init xapp-test", "connect", "close"]
     with Database(settings.database_url).read() as s:  # migrated before serving
         assert s.scalar(select(func.count()).select_from(Label)) == 0
+
+
+def test_socket_mode_answers_healthz_and_metrics_on_a_given_port(tmp_path: Path, monkeypatch):
+    """No HTTP server for Slack in Socket Mode, but a container healthcheck and Prometheus need one."""
+    import urllib.request
+
+    import slack_bolt.adapter.socket_mode as socket_mode
+
+    from bot.runtime import metrics, server
+    from tests.test_replicas import free_port
+
+    port = free_port()
+    seen: dict[str, Any] = {}
+
+    class FakeHandler:
+        def __init__(self, app: Any, app_token: str) -> None:
+            pass
+
+        def connect(self) -> None:
+            base = f"http://127.0.0.1:{port}"
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as r:
+                seen["healthz"] = (r.status, json.loads(r.read()))
+            with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+                seen["metrics"] = r.read().decode()
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{base}/slack/events", data=b"{}"), timeout=5)
+            except urllib.error.HTTPError as e:
+                seen["slack"] = e.code
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(socket_mode, "SocketModeHandler", FakeHandler)
+    monkeypatch.setattr(server.logs, "configure", lambda *a, **k: None)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'sm.db'}", slack_bot_token=BOT_TOKEN,
+                        slack_app_token="xapp-test", slack_api_url="http://127.0.0.1:9/api/", metrics=True)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(settings, http=False, scheduler=False, host="127.0.0.1", ops_port=port)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert seen["healthz"] == (200, {"ok": True, "db": "ok"})
+    assert "labelbot_database_up 1.0" in seen["metrics"]
+    assert seen["slack"] == 404  # Slack's requests come over the websocket, never this port
+    assert metrics._active is None  # the runtime's stop uninstalled its metrics

@@ -13,8 +13,8 @@ import importlib
 import click
 
 COMMAND_MODULES = (
-    "bot.cli.projects", "bot.cli.serve", "bot.cli.drafting", "bot.cli.report", "bot.cli.export", "bot.cli.demo",
-    "bot.cli.webhooks",
+    "bot.cli.projects", "bot.cli.serve", "bot.cli.doctor", "bot.cli.drafting", "bot.cli.report", "bot.cli.export",
+    "bot.cli.demo", "bot.cli.webhooks",
 )
 
 

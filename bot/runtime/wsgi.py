@@ -17,13 +17,18 @@ requests within --graceful-timeout first).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.config import Settings
+from bot.runtime import logs
+from bot.runtime.metrics import MULTIPROC_ENV
 from bot.runtime.server import Runtime, upgrade
+
+log = logging.getLogger("labelbot.server")
 
 
 def _scheduler_wanted(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
@@ -78,7 +83,12 @@ def _migrate(settings: Settings) -> None:
 
 
 def create_application(settings: Settings | None = None) -> Application:
+    if not logs.is_configured():
+        logs.configure()
     settings = settings or Settings.from_env()
+    if settings.metrics and not os.environ.get(MULTIPROC_ENV):
+        log.warning("LABELBOT_METRICS=1 under an external WSGI server: with several workers set %s to an empty "
+                    "directory shared by them, or each /metrics scrape shows one worker's counts", MULTIPROC_ENV)
     _migrate(settings)
     return Application(settings)
 

@@ -33,6 +33,8 @@ CHARS_PER_TOKEN = 4
 CACHE_BLOCK_TOKENS = 128
 CACHE_MIN_TOKENS = 1024
 MALFORMED_CONTENT = '{"label": "positive", "confidence": 0.9'  # cut mid-object: not JSON
+#: What GET /v1/models lists when no `models` are given (completions then accept any model name).
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "test-model")
 FILE_PURPOSES = frozenset(
     {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"},
 )
@@ -230,8 +232,12 @@ class FakeOpenAI(FakeHTTPServer):
         *,
         schema_support: bool = True,
         api_key: str | None = None,
+        models: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
+        #: The models this server serves: listed by GET /v1/models, and a completion for any other
+        #: answers 404 model_not_found. None: list DEFAULT_MODELS and accept every model name.
+        self.models = list(models) if models is not None else None
         self.responder: Responder = responder or default_responder
         self.latency = latency
         self.schema_support = schema_support
@@ -374,6 +380,16 @@ class FakeOpenAI(FakeHTTPServer):
             status, payload = self.complete(body if isinstance(body, dict) else {}, allow_faults=True)
             headers["openai-processing-ms"] = str(int(self.latency * 1000))
             return Response(status, payload, headers)
+        if path == "/v1/models" and method == "GET":
+            names = self.models if self.models is not None else list(DEFAULT_MODELS)
+            return Response(200, {"object": "list", "data": [self._model(n) for n in names]}, headers)
+        match = re.fullmatch(r"/v1/models/(.+)", path)
+        if match and method == "GET":
+            name = match.group(1)
+            if self.models is not None and name not in self.models:
+                raise OpenAIError(404, f"The model `{name}` does not exist or you do not have access to it.",
+                                  code="model_not_found")
+            return Response(200, self._model(name), headers)
         if path == "/v1/files" and method == "POST":
             return Response(200, self._upload(parts or []), headers)
         if path == "/v1/files" and method == "GET":
@@ -419,6 +435,10 @@ class FakeOpenAI(FakeHTTPServer):
         raise OpenAIError(404, f"Invalid URL ({method} {path})")
 
     @staticmethod
+    def _model(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "fakeopenai"}
+
+    @staticmethod
     def _list(items: list[dict[str, Any]]) -> dict[str, Any]:
         data = copy.deepcopy(items)
         return {
@@ -442,6 +462,9 @@ class FakeOpenAI(FakeHTTPServer):
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise OpenAIError(400, "you must provide a model parameter", param="model")
+        if self.models is not None and model not in self.models:
+            raise OpenAIError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                              code="model_not_found")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise OpenAIError(400, "[] is too short - 'messages'", param="messages")

@@ -37,6 +37,10 @@ MAX_VIEW_BYTES = 250_000
 MAX_MESSAGE_TEXT = 40_000
 MAX_VIEW_STACK = 3  # a modal plus two pushed views
 TRIGGER_TTL_SECONDS = 3.0
+#: The bot scopes a fresh install has (those of app_manifest.yml); tests remove some to play a stale install.
+DEFAULT_SCOPES = ("chat:write", "im:write", "commands", "files:write", "users:read", "channels:read", "groups:read")
+#: Methods that take the app-level (xapp-) token, not the bot token.
+_APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 RESPONSE_URL_MAX_USES = 5
 _TS_EPOCH = 1_700_000_000
 
@@ -524,9 +528,15 @@ class FakeSlack(FakeHTTPServer):
         app_id: str = "A0TEST",
         clock: Callable[[], float] = time.monotonic,
         trigger_ttl: float = TRIGGER_TTL_SECONDS,
+        app_token: str = "xapp-test",
+        scopes: tuple[str, ...] | list[str] = DEFAULT_SCOPES,
     ) -> None:
         super().__init__()
         self.bot_token = bot_token
+        self.app_token = app_token
+        #: The bot token's granted scopes: sent as `x-oauth-scopes` on every answer; conversations.info
+        #: and conversations.list answer `missing_scope` without channels:read / groups:read.
+        self.scopes: list[str] = list(scopes)
         self.team_id = team_id
         self.team_name = team_name
         self.team_domain = team_domain
@@ -939,9 +949,15 @@ class FakeSlack(FakeHTTPServer):
                     raise SlackError("unknown_method", req_method=method)
                 if not token:
                     raise SlackError("not_authed")
-                if token != self.bot_token:
+                if token not in (self.bot_token, self.app_token):
                     raise SlackError("invalid_auth")
-                return Response(200, {"ok": True, **handler(self, params)})
+                if (method in _APP_TOKEN_METHODS) != (token == self.app_token):
+                    raise SlackError("not_allowed_token_type")
+                scope_headers = {"x-oauth-scopes": ",".join(self.scopes)} if token == self.bot_token else {}
+                try:
+                    return Response(200, {"ok": True, **handler(self, params)}, scope_headers)
+                except SlackError as exc:
+                    return Response(200, {"ok": False, "error": exc.error, **exc.extra}, scope_headers)
             except SlackError as exc:
                 return Response(200, {"ok": False, "error": exc.error, **exc.extra})
             finally:
@@ -1142,6 +1158,61 @@ class FakeSlack(FakeHTTPServer):
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
         }
+
+    def _need_scope(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise SlackError("missing_scope", needed=scope, provided=",".join(self.scopes))
+
+    def _conversation(self, c: _Channel) -> dict[str, Any]:
+        return {
+            "id": c.id,
+            "name": c.name,
+            "is_channel": not (c.is_im or c.is_mpim or c.is_private),
+            "is_group": c.is_private and not c.is_mpim,
+            "is_im": c.is_im,
+            "is_mpim": c.is_mpim,
+            "is_private": c.is_private or c.is_im or c.is_mpim,
+            "is_archived": False,
+            "is_member": c.bot_member,
+            "user": c.user,
+        }
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        ref = params.get("channel")
+        channel_id = ref if isinstance(ref, str) and ref in self._channels else None
+        if channel_id is None:  # Slack wants an id here; a name is not found
+            raise SlackError("channel_not_found")
+        channel = self._channels[channel_id]
+        if channel.is_im or channel.is_mpim:
+            self._need_scope("im:read" if channel.is_im else "mpim:read")
+        else:
+            self._need_scope("groups:read" if channel.is_private else "channels:read")
+        if channel.is_private and not channel.bot_member and not channel.is_im:
+            raise SlackError("channel_not_found")  # a private channel the bot is not in is invisible
+        return {"channel": self._conversation(channel)}
+
+    def _conversations_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        types = {t.strip() for t in str(params.get("types") or "public_channel").split(",") if t.strip()}
+        if "public_channel" in types:
+            self._need_scope("channels:read")
+        if "private_channel" in types:
+            self._need_scope("groups:read")
+        found = [
+            c for c in sorted(self._channels.values(), key=lambda c: c.id)
+            if not c.is_im and not c.is_mpim
+            and (("private_channel" in types and c.is_private and c.bot_member)
+                 or ("public_channel" in types and not c.is_private))
+        ]
+        limit = max(1, min(1000, int(params.get("limit") or 100)))
+        cursor = str(params.get("cursor") or "")
+        start = int(cursor.removeprefix("offset:")) if cursor.startswith("offset:") else 0
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        return {"channels": [self._conversation(c) for c in page],
+                "response_metadata": {"next_cursor": f"offset:{start + limit}" if more else ""}}
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"wss://127.0.0.1/link/?ticket={secrets.token_hex(8)}&app_id={self.app_id}"}
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user = self._users.get(params.get("user") or "")
@@ -1452,6 +1523,9 @@ class FakeSlack(FakeHTTPServer):
 _METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
     "api.test": FakeSlack._api_test,
     "auth.test": FakeSlack._auth_test,
+    "apps.connections.open": FakeSlack._apps_connections_open,
+    "conversations.info": FakeSlack._conversations_info,
+    "conversations.list": FakeSlack._conversations_list,
     "users.info": FakeSlack._users_info,
     "conversations.open": FakeSlack._conversations_open,
     "conversations.history": FakeSlack._conversations_history,

@@ -58,16 +58,6 @@ from sqlalchemy.orm import Session
 from bot.core.enums import ItemStatus, TaskType
 from bot.core.errors import LabelbotError
 from bot.core.values import csv_safe
-from bot.services.adjudication import (
-    CHUNK_ITEMS,
-    METHODS,
-    SETTLED_STATUSES,
-    KeyDecoder,
-    ProjectAggregator,
-    iter_item_chunks,
-    read_snapshot,
-    refresh_low_confidence,
-)
 from bot.services.projects import get_project, spec_of
 from bot.spec import ProjectSpec
 from storage.db import Database
@@ -135,6 +125,13 @@ OPENAI_MIN_ROWS = 10  # OpenAI's fine-tuning jobs refuse a training file with fe
 Progress = Callable[[int], None]
 
 
+def _adj() -> Any:
+    """bot.services.adjudication (numpy, pandas): imported when an export runs, not when the app starts."""
+    from bot.services import adjudication
+
+    return adjudication
+
+
 class ExportProblem(LabelbotError, ValueError):
     """An export that cannot be made as asked; the message is one sentence for a person."""
 
@@ -177,8 +174,8 @@ class ExportOptions:
         """Raise ExportProblem when the options do not make sense (for this task)."""
         if self.fmt not in ALL_FORMATS:
             raise ExportProblem(f"Unknown format {self.fmt!r}; choose one of {', '.join(ALL_FORMATS)}.")
-        if self.method not in METHODS:
-            raise ExportProblem(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.method not in _adj().METHODS:
+            raise ExportProblem(f"Unknown method {self.method!r}; choose one of {', '.join(_adj().METHODS)}.")
         if self.raw and self.fmt in ("openai", "hf", "conll"):
             raise ExportProblem(f"The {self.fmt} format holds final answers only; it cannot be combined with raw.")
         if self.raw and (self.min_confidence is not None or self.method != "majority"):
@@ -287,15 +284,17 @@ def final_rows(
     min_confidence: float | None = None,
     stats: ExportStats | None = None,
     progress: Progress | None = None,
-    chunk_items: int = CHUNK_ITEMS,
+    chunk_items: int | None = None,
     include_gold: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """One dict per settled item (`FINAL_COLUMNS`), in item id order, streamed. Gold items (imported
     or promoted) are counted in `stats.gold` and left out unless `include_gold` (then source "gold")."""
     stats = stats if stats is not None else ExportStats()
-    aggregator = ProjectAggregator(session, project, method)
+    aggregator = _adj().ProjectAggregator(session, project, method)
     columns = (Item.id, Item.external_id, Item.text, Item.meta, Item.is_gold)
-    for part in iter_item_chunks(session, project.id, SETTLED_STATUSES, columns=columns, chunk_items=chunk_items):
+    adj = _adj()
+    for part in adj.iter_item_chunks(session, project.id, adj.SETTLED_STATUSES, columns=columns,
+                                     chunk_items=chunk_items or adj.CHUNK_ITEMS):
         if not include_gold:
             kept = [r for r in part if not r[4]]
             stats.gold += len(part) - len(kept)
@@ -351,13 +350,15 @@ def final_rows(
 
 
 def raw_rows(
-    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int = CHUNK_ITEMS
+    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """One dict per label of the project (`RAW_COLUMNS`), by item then label id, streamed."""
     tiers = dict(session.execute(select(Member.id, Member.tier).where(Member.project_id == project.id)).all())
-    decode = KeyDecoder()
+    decode = _adj().KeyDecoder()
     columns = (Item.id, Item.external_id, Item.text)
-    for part in iter_item_chunks(session, project.id, None, columns=columns, chunk_items=chunk_items):
+    adj = _adj()
+    for part in adj.iter_item_chunks(session, project.id, None, columns=columns,
+                                     chunk_items=chunk_items or adj.CHUNK_ITEMS):
         items = {r[0]: (r[1], r[2]) for r in part}
         stmt = (
             select(
@@ -411,7 +412,7 @@ def count_export_rows(session: Session, project: Project, raw: bool) -> int:
         stmt = select(func.count()).select_from(Label).where(Label.project_id == project.id)
     else:
         stmt = select(func.count()).select_from(Item).where(
-            Item.project_id == project.id, Item.status.in_([str(s) for s in SETTLED_STATUSES])
+            Item.project_id == project.id, Item.status.in_([str(s) for s in _adj().SETTLED_STATUSES])
         )
     return int(session.scalar(stmt) or 0)
 
@@ -551,12 +552,14 @@ class MetaColumn:
 
 
 def meta_columns(session: Session, project: Project, include_gold: bool,
-                 chunk_items: int = CHUNK_ITEMS) -> list[MetaColumn]:
+                 chunk_items: int | None = None) -> list[MetaColumn]:
     """The metadata keys of the items a final export may write, in order of first appearance, each with
     the narrowest column type that holds every value (one streamed pass over the metadata)."""
     found: dict[str, MetaColumn] = {}
     columns = (Item.id, Item.meta, Item.is_gold)
-    for part in iter_item_chunks(session, project.id, SETTLED_STATUSES, columns=columns, chunk_items=chunk_items):
+    adj = _adj()
+    for part in adj.iter_item_chunks(session, project.id, adj.SETTLED_STATUSES, columns=columns,
+                                     chunk_items=chunk_items or adj.CHUNK_ITEMS):
         for _id, meta, is_gold in part:
             if not meta or (is_gold and not include_gold):
                 continue
@@ -885,7 +888,7 @@ def export_project(
     now: datetime,
     escalate: bool = True,
     progress: Progress | None = None,
-    chunk_items: int = CHUNK_ITEMS,
+    chunk_items: int | None = None,
 ) -> ExportResult:
     """Export a project to `out` (each file written to `NAME.part`, renamed when complete).
 
@@ -902,7 +905,7 @@ def export_project(
     if options.fmt == "hf":
         with db.read() as s:
             hf_features(spec_of(get_project(s, slug)))  # the clear message when `datasets` is missing
-    escalated = refresh_low_confidence(db, slug, now) if escalate and not options.raw else 0
+    escalated = _adj().refresh_low_confidence(db, slug, now) if escalate and not options.raw else 0
     stats = ExportStats()
     warnings: list[str] = []
     files: list[tuple[Path, int]] = []
@@ -910,7 +913,7 @@ def export_project(
     done = False
     try:
         with db.read() as s:
-            project = get_project(read_snapshot(s), slug)
+            project = get_project(_adj().read_snapshot(s), slug)
             spec = spec_of(project)
             meta_cols: list[MetaColumn] = []
             if options.raw:

@@ -14,10 +14,7 @@ rest (SQLAlchemy stores, not Bolt's default files, which break across replicas).
 from __future__ import annotations
 
 import logging
-from functools import cache
-from pathlib import Path
 
-import yaml
 from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
@@ -26,6 +23,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
 from bot.deps import Deps
 from bot.slack.client import make_client
+from bot.slack.manifest import bot_scopes
 from bot.slack.pacing import paced_copy
 from storage.locks import startup_lock
 
@@ -34,22 +32,6 @@ log = logging.getLogger("labelbot.oauth")
 STATE_EXPIRATION_SECONDS = 600
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
-MANIFEST = Path(__file__).resolve().parents[2] / "app_manifest.yml"
-# The bot scopes of app_manifest.yml, for an installed package that does not ship the manifest.
-FALLBACK_SCOPES = ("chat:write", "im:write", "commands", "files:write", "users:read")
-
-
-@cache
-def bot_scopes(manifest: Path = MANIFEST) -> tuple[str, ...]:
-    """The bot scopes declared in app_manifest.yml (oauth_config.scopes.bot)."""
-    try:
-        data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        return FALLBACK_SCOPES
-    scopes = ((data.get("oauth_config") or {}).get("scopes") or {}).get("bot") or []
-    return tuple(str(s) for s in scopes) or FALLBACK_SCOPES
-
-
 def stores(deps: Deps) -> tuple[SQLAlchemyInstallationStore, SQLAlchemyOAuthStateStore]:
     """The installation and state stores on deps.db's engine, their tables created if missing."""
     settings = deps.settings

@@ -22,6 +22,8 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.slack.client import ObservedWebClient
+
 PACED_METHODS = frozenset({"chat.postMessage"})
 DEFAULT_RATE = 1.0  # messages per second per channel
 DEFAULT_BURST = 5
@@ -100,7 +102,7 @@ def _channel_of(*bodies: dict[str, Any] | None) -> str | None:
     return None
 
 
-class PacedWebClient(WebClient):
+class PacedWebClient(ObservedWebClient):
     """A WebClient that waits for the channel's slot before each paced method (chat.postMessage)."""
 
     def __init__(self, *args: Any, pacer: ChannelPacer, **kwargs: Any) -> None:

@@ -280,10 +280,27 @@ def test_api_key_is_required_and_checked() -> None:
 
 def test_unknown_paths_and_bad_requests(fake: FakeOpenAI, client: openai.OpenAI):
     with pytest.raises(openai.NotFoundError):
-        client.models.retrieve("gpt-test")
+        client.fine_tuning.jobs.retrieve("ftjob-test")
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="m", messages=[])
-    assert [r.path for r in fake.requests] == ["/v1/models/gpt-test", "/v1/chat/completions"]
+    assert [r.path for r in fake.requests] == ["/v1/fine_tuning/jobs/ftjob-test", "/v1/chat/completions"]
+
+
+def test_models_listed_and_unknown_ones_refused():
+    with FakeOpenAI(models=["served-model"]) as fake:
+        client = openai.OpenAI(base_url=fake.base_url, api_key="test", max_retries=0)
+        assert [m.id for m in client.models.list()] == ["served-model"]
+        assert client.models.retrieve("served-model").id == "served-model"
+        with pytest.raises(openai.NotFoundError, match="does not exist"):
+            client.models.retrieve("gpt-unknown")
+        with pytest.raises(openai.NotFoundError) as refused:
+            client.chat.completions.create(model="gpt-unknown", messages=USER)
+        assert refused.value.code == "model_not_found"
+        assert client.chat.completions.create(model="served-model", messages=USER).model == "served-model"
+    with FakeOpenAI() as fake:  # no list given: the defaults are listed and any model is served
+        client = openai.OpenAI(base_url=fake.base_url, api_key="test", max_retries=0)
+        assert "gpt-4o-mini" in {m.id for m in client.models.list()}
+        assert client.chat.completions.create(model="anything", messages=USER).model == "anything"
 
 
 # ---- files and batches ---------------------------------------------------------------------------------

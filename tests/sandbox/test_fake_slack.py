@@ -646,3 +646,35 @@ def test_unknown_paths_and_response_tokens_are_404(fake: FakeSlack):
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=5)
         assert info.value.code == 404
+
+
+def test_scopes_header_conversations_info_and_list_and_app_tokens() -> None:
+    with FakeSlack(bot_token="xoxb-s", app_token="xapp-s") as fake:
+        client = WebClient(token="xoxb-s", base_url=fake.api_url)
+        general = fake.add_channel("general")
+        fake.add_channel("random", bot_member=False)
+        fake.add_channel("secret", is_private=True, bot_member=False)
+        team = fake.add_channel("team", is_private=True)
+        answer = client.auth_test()
+        assert answer.headers["x-oauth-scopes"].split(",") == list(fake.scopes)
+        info = client.conversations_info(channel=general)["channel"]
+        assert (info["name"], info["is_member"], info["is_private"]) == ("general", True, False)
+        names, cursor = [], None
+        while True:
+            page = client.conversations_list(types="public_channel,private_channel", limit=1, cursor=cursor)
+            names += [c["name"] for c in page["channels"]]
+            cursor = page["response_metadata"]["next_cursor"]
+            if not cursor:
+                break
+        assert names == ["general", "random", "team"]  # a private channel without the bot is invisible
+        with pytest.raises(SlackApiError, match="channel_not_found"):
+            client.conversations_info(channel="#general")  # an id, not a name
+        fake.scopes = [s for s in fake.scopes if s != "groups:read"]
+        with pytest.raises(SlackApiError) as missing:
+            client.conversations_info(channel=team)
+        assert (missing.value.response["error"], missing.value.response["needed"]) == ("missing_scope", "groups:read")
+        assert client.apps_connections_open(app_token="xapp-s")["url"].startswith("wss://")
+        with pytest.raises(SlackApiError, match="not_allowed_token_type"):
+            client.apps_connections_open(app_token="xoxb-s")
+        with pytest.raises(SlackApiError, match="not_allowed_token_type"):
+            WebClient(token="xapp-s", base_url=fake.api_url).auth_test()

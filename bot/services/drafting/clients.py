@@ -17,6 +17,7 @@ from typing import Any
 import openai
 
 from bot.config import Settings
+from bot.core import observe
 from bot.core.enums import DraftStatus, TaskType
 from bot.core.values import MAX_REWRITE_CHARS, canonical_key, normalize
 from bot.services.drafting.base import (
@@ -162,11 +163,14 @@ class Drafter(BaseDrafter):
             try:
                 resp = client.chat.completions.create(**kwargs)
             except openai.APITimeoutError:
+                observe.llm_call(prompt.model, time.perf_counter() - started, error="timeout")
                 return _failed("timeout", f"no answer within {spec.llm.timeout_seconds:g}s", attempts)
             except openai.APIConnectionError as e:
+                observe.llm_call(prompt.model, time.perf_counter() - started, error="connection")
                 kind, message, retryable = "other", f"connection error: {e}", True
             except openai.APIStatusError as e:
                 code = e.status_code
+                observe.llm_call(prompt.model, time.perf_counter() - started, error=status_kind(code))
                 message = f"HTTP {code}: {_api_message(e)}"
                 if code in (400, 422) and not json_mode and _about_response_format(e):
                     json_mode = True
@@ -177,8 +181,12 @@ class Drafter(BaseDrafter):
                 retry_after = _retry_after(e.response)
             else:
                 latency_ms = (time.perf_counter() - started) * 1000
-                return outcome_from_completion(spec, resp.model_dump(), item.text, attempts=attempts,
-                                               latency_ms=latency_ms)
+                outcome = outcome_from_completion(spec, resp.model_dump(), item.text, attempts=attempts,
+                                                  latency_ms=latency_ms)
+                observe.llm_call(prompt.model, latency_ms / 1000, prompt_tokens=outcome.prompt_tokens,
+                                 completion_tokens=outcome.completion_tokens, cached_tokens=outcome.cached_tokens,
+                                 error=None if outcome.status == DraftStatus.OK else outcome.error_kind)
+                return outcome
             if not retryable or retries + 1 >= self.max_attempts:
                 return _failed(kind, message, attempts)
             retries += 1

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 
 from bot.config import Settings
+from bot.core import logctx
 from bot.core.enums import ItemStatus
 from bot.services.drafting.base import (
     PREFETCH_LOOP_BUDGET_SECONDS,
@@ -56,6 +57,7 @@ def _run(
     retry_errors: bool = False,
 ) -> DraftRunStats:
     """Keep `concurrency` calls in flight: claim as workers free up, store each result as it lands."""
+    logctx.set_project(ctx.slug)
     stats = DraftRunStats(project=ctx.slug, model=ctx.model, prompt_version=ctx.version, simulated=drafter.simulated)
     breaker = drafter.breaker(ctx.project_id)
     started = time.perf_counter()

@@ -7,6 +7,7 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
+from bot.core import logctx
 from bot.core.enums import (
     MemberState,
 )
@@ -34,10 +35,12 @@ def resolve_project(session: Session, team_id: str, slug: str | None, user_id: s
     if slug:
         for p in projects:
             if p.slug == slug:
+                logctx.set_project(p.slug)
                 return p
         known = ", ".join(p.slug for p in projects) or "none yet"
         raise NotFound(f"No project `{slug}` in this workspace. Projects: {known}.")
     if len(projects) == 1:
+        logctx.set_project(projects[0].slug)
         return projects[0]
     if not projects:
         raise NotFound("There are no labeling projects in this workspace yet. A lead creates one with the CLI.")

@@ -15,13 +15,43 @@ Rows used:
 
 The package: `model` (Report, Alert, JSON), `build` (reading the window and assembling), `sections`,
 `daily` (the scheduled post), `chart` (the PNG). Who may see a report: `bot.services.access`.
+
+Importing this package is cheap: pandas, statsmodels and scipy (`build`) and matplotlib (`chart`) are
+imported when a report is built, not when the app starts (`build_report` and `report_for` below load
+`build` on their first call).
 """
 
 from __future__ import annotations
 
-from bot.services.reports.build import build_report, parse_report_args, report_for, report_window
+from datetime import datetime
+
 from bot.services.reports.daily import RunOutcome, run_due_reports
-from bot.services.reports.model import DAILY_WINDOW_DAYS, MAX_DAYS, Alert, Report, ReportError, to_json_text
+from bot.services.reports.model import (
+    DAILY_WINDOW_DAYS,
+    MAX_DAYS,
+    Alert,
+    Report,
+    ReportError,
+    parse_report_args,
+    report_window,
+    to_json_text,
+)
+from storage.db import Database
+
+
+def build_report(db: Database, slug: str, *, since: datetime, until: datetime, now: datetime) -> Report:
+    """Assemble the report of project `slug` for labels created in [since, until) (`build.build_report`)."""
+    from bot.services.reports import build
+
+    return build.build_report(db, slug, since=since, until=until, now=now)
+
+
+def report_for(db: Database, slug: str, days: float, now: datetime) -> Report:
+    """The report of the last `days` days up to `now` (`build.report_for`)."""
+    from bot.services.reports import build
+
+    return build.report_for(db, slug, days, now)
+
 
 __all__ = [
     "DAILY_WINDOW_DAYS",

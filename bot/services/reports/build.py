@@ -25,12 +25,12 @@ from bot.services import drafting
 from bot.services.projects import get_project, spec_of
 from bot.services.reports.model import (
     CHANGE_DAYS,
-    MAX_DAYS,
     MAX_KAPPA_PAIRS,
     Report,
     ReportError,
     Section,
     measures_json,
+    report_window,
 )
 from bot.services.reports.sections import (
     alerts_section,
@@ -52,10 +52,6 @@ from storage.models import Project
 
 # Building it
 # --------------------------------------------------------------------------------------------------
-
-
-def report_window(now: datetime, days: float) -> tuple[datetime, datetime]:
-    return now - timedelta(days=days), now
 
 
 def build_report(db: Database, slug: str, *, since: datetime, until: datetime, now: datetime) -> Report:
@@ -312,20 +308,3 @@ def report_for(db: Database, slug: str, days: float, now: datetime) -> Report:
     since, until = report_window(now, days)
     return build_report(db, slug, since=since, until=until, now=now)
 
-
-def parse_report_args(text: str) -> tuple[str | None, int | None]:
-    """`[project] [days]` in either order -> (slug or None, days or None); ReportError if malformed."""
-    slug: str | None = None
-    days: int | None = None
-    for token in (text or "").split():
-        if token.lstrip("-").isdigit():
-            if days is not None:
-                raise ReportError("Give the number of days once, e.g. `/label-report intents 7`.")
-            days = int(token)
-            if not 1 <= days <= MAX_DAYS:
-                raise ReportError(f"Days must be between 1 and {MAX_DAYS}; got {days}.")
-        elif slug is None:
-            slug = token.strip().lower()
-        else:
-            raise ReportError("Usage: `/label-report [project] [days]`, e.g. `/label-report intents 7`.")
-    return slug, days

@@ -15,17 +15,33 @@ rendering is safe from the scheduler's and Bolt's worker threads at the same tim
 from __future__ import annotations
 
 import io
+import threading
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before anything could import pyplot: no display, no GUI toolkit
-
-import numpy as np
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["report_chart", "report_figure"]
+
+# matplotlib and numpy are loaded by the first chart (`_load`), not when the app starts.
+np: Any = None
+_FigureClass: Any = None
+_load_lock = threading.Lock()
+
+
+def _load() -> Any:
+    global np, _FigureClass
+    with _load_lock:
+        if _FigureClass is None:
+            import matplotlib
+
+            matplotlib.use("Agg")  # before anything could import pyplot: no display, no GUI toolkit
+            import numpy
+            from matplotlib.figure import Figure
+
+            np, _FigureClass = numpy, Figure
+    return _FigureClass
 
 _BLIND = "#8c8c8c"
 _DRAFTED = "#2f6db3"
@@ -128,7 +144,7 @@ def _distribution(ax: Any, dist: dict[str, Any]) -> None:
 
 def report_figure(data: dict[str, Any]) -> Figure:
     """The three-panel figure (a standalone `Figure`: nothing to close)."""
-    fig = Figure(figsize=(16, 4.8), dpi=100)
+    fig = _load()(figsize=(16, 4.8), dpi=100)
     axes = fig.subplots(1, 3)
     daily = list(data.get("daily") or [])
     _throughput(axes[0], daily)

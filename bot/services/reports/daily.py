@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.core import logctx
 from bot.core.enums import WebhookEvent
 from bot.services import webhooks
 from bot.services.projects import get_project, list_projects, spec_of
-from bot.services.reports.build import build_report, report_window
-from bot.services.reports.model import DAILY_WINDOW_DAYS, STALE_CLAIM
+from bot.services.reports.model import DAILY_WINDOW_DAYS, STALE_CLAIM, report_window
 from bot.spec import ProjectSpec
 from storage.db import Database
 from storage.locks import instance_name
@@ -114,7 +114,12 @@ def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str | N
                 now: datetime) -> RunOutcome:
     """Post the day's summary to `channel` (when there is one) and write the `report.daily` webhook event
     (when a webhook wants it) with the run's outcome."""
+    from bot.blocks.report import summary_blocks, summary_text
+    from bot.services.reports.build import build_report  # pandas and statsmodels: only when a report is due
+    from bot.services.reports.chart import report_chart
+
     ts: str | None = None
+    logctx.set_project(slug)
     try:
         since, until = report_window(now, DAILY_WINDOW_DAYS)
         report = build_report(deps.db, slug, since=since, until=until, now=now)
@@ -123,9 +128,6 @@ def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str | N
             _finish_run(deps.db, run_id, "posted", ts=None, error=None, now=deps.clock.now(),
                         event=(slug, day, data))
             return RunOutcome(slug, day, "posted")
-        from bot.blocks.report import summary_blocks, summary_text
-        from bot.services.reports.chart import report_chart
-
         title = f"Daily summary: {report.name}"
         response = client.chat_postMessage(
             channel=channel, blocks=summary_blocks(data, title=title), text=summary_text(data, title=title)

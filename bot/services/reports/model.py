@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import LabelbotError
-from bot.quality.common import (
-    Measure,
-)
+
+if TYPE_CHECKING:  # bot.quality (pandas) is imported when a report is built, not with this module
+    from bot.quality.common import Measure
 
 STALE_CLAIM = timedelta(minutes=30)  # a claim this old without a post: its replica died
 DAILY_WINDOW_DAYS = 7
@@ -120,6 +119,10 @@ class Report:
         return report_text(self.to_json())
 
 
+def report_window(now: datetime, days: float) -> tuple[datetime, datetime]:
+    return now - timedelta(days=days), now
+
+
 def iso_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -130,11 +133,14 @@ def jsonable(obj: Any) -> Any:
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
+    np = sys.modules.get("numpy")  # numpy scalars exist only once numpy is loaded
+    if np is not None and isinstance(obj, np.bool_ | np.integer | np.floating):
+        obj = obj.item()
+    if isinstance(obj, bool):
         return bool(obj)
-    if isinstance(obj, int | np.integer):
+    if isinstance(obj, int):
         return int(obj)
-    if isinstance(obj, float | np.floating):
+    if isinstance(obj, float):
         f = float(obj)
         return f if math.isfinite(f) else None
     if isinstance(obj, datetime):
@@ -159,6 +165,8 @@ class Section:
         self.detail[name] = m.to_dict()
 
     def na(self, name: str, reason: str) -> None:
+        from bot.quality.common import Measure
+
         self.measure(name, Measure.na(reason))
 
     def set(self, name: str, value: Any) -> None:
@@ -177,3 +185,21 @@ def measures_json(ms: dict[str, Measure]) -> dict[str, Any]:
 
 def to_json_text(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2, allow_nan=False, ensure_ascii=False)
+
+
+def parse_report_args(text: str) -> tuple[str | None, int | None]:
+    """`[project] [days]` in either order -> (slug or None, days or None); ReportError if malformed."""
+    slug: str | None = None
+    days: int | None = None
+    for token in (text or "").split():
+        if token.lstrip("-").isdigit():
+            if days is not None:
+                raise ReportError("Give the number of days once, e.g. `/label-report intents 7`.")
+            days = int(token)
+            if not 1 <= days <= MAX_DAYS:
+                raise ReportError(f"Days must be between 1 and {MAX_DAYS}; got {days}.")
+        elif slug is None:
+            slug = token.strip().lower()
+        else:
+            raise ReportError("Usage: `/label-report [project] [days]`, e.g. `/label-report intents 7`.")
+    return slug, days
