@@ -19,12 +19,14 @@ with their gold answer:
     agreement   share of those crowd labels equal to the final answer (null without crowd labels)
     source      crowd | expert | gold
     meta        the item's metadata from the import (an object, or null)
+    image       projects with image items only, after `input`: the image reference as imported (the
+                path, relative to the import file, or the https:// URL; null for a text item)
 
 Items whose labels tie are left out (and counted in the result), as are rows below
 ``min_confidence``. Only counting labels are used (qualified annotators, production and expert
 work; never quiz or hidden-check answers, skips or "ambiguous" flags).
 
-Raw (``raw=True``): one row per label, in item order: id, input, annotator, tier, kind, action, value,
+Raw (``raw=True``): one row per label, in item order: id, input, (image,) annotator, tier, kind, action, value,
 draft_shown, draft (the value of the draft linked to the assignment, shown or not), blind, seconds,
 counts, correct (score against gold for quiz and hidden checks), created_at.
 
@@ -34,7 +36,8 @@ values -- multilabel and spans labels, meta -- are JSON text in string columns, 
 same schema; created_at is a UTC timestamp), ``openai`` (chat fine-tuning JSONL, final dataset only:
 system = instructions + labels + answer format, user = the input, assistant = the answer as the model
 should write it: the label name, a JSON list of labels, a JSON list of spans with their text, or
-the rewrite).
+the rewrite; for an image item the user message holds its text and the image, as a data: URL of the
+stored file or its https:// URL, the way vision fine-tuning takes it).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from bot.services.adjudication import (
 from bot.services.projects import get_project, spec_of
 from bot.spec import ProjectSpec
 from storage.db import Database
-from storage.models import Assignment, Draft, Item, Label, Member, Project
+from storage.models import Assignment, Draft, Image, Item, Label, Member, Project
 
 __all__ = [
     "EXTENSIONS",
@@ -83,8 +86,10 @@ __all__ = [
     "default_filename",
     "export_project",
     "final_rows",
+    "has_images",
     "openai_record",
     "raw_rows",
+    "stored_image",
     "system_prompt",
     "write_rows",
 ]
@@ -202,6 +207,28 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(x) else round(x, 6)
 
 
+def has_images(session: Session, project: Project) -> bool:
+    """Whether any item of the project has an image (its exports then carry the `image` column)."""
+    found = select(Item.id).where(Item.project_id == project.id, Item.image.is_not(None)).limit(1)
+    return session.scalar(found) is not None
+
+
+def stored_image(session: Session, project_id: int, external_id: str) -> tuple[str, bytes] | None:
+    """(mime, bytes) of an item's stored image file (None for a text item or an image URL): what a
+    Hugging Face `Image` feature or a vision fine-tuning line needs besides the reference."""
+    row = session.execute(
+        select(Image.mime, Image.data).join(Item, Item.image_id == Image.id)
+        .where(Item.project_id == project_id, Item.external_id == external_id)
+    ).first()
+    return (row[0], bytes(row[1])) if row is not None else None
+
+
+def columns_for(raw: bool, images: bool) -> tuple[str, ...]:
+    """The export's columns: `image` after `input` when the project has image items."""
+    columns = RAW_COLUMNS if raw else FINAL_COLUMNS
+    return (*columns[:2], "image", *columns[2:]) if images else columns
+
+
 def final_rows(
     session: Session,
     project: Project,
@@ -211,11 +238,14 @@ def final_rows(
     stats: ExportStats | None = None,
     progress: Progress | None = None,
     chunk_items: int = CHUNK_ITEMS,
+    images: bool | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One dict per settled item (`FINAL_COLUMNS`), in item id order, streamed."""
+    """One dict per settled item (`FINAL_COLUMNS`, and `image` when the project has image items), in
+    item id order, streamed."""
     stats = stats if stats is not None else ExportStats()
+    images = has_images(session, project) if images is None else images
     aggregator = ProjectAggregator(session, project, method)
-    columns = (Item.id, Item.external_id, Item.text, Item.meta)
+    columns = (Item.id, Item.external_id, Item.text, Item.meta, Item.image)
     for part in iter_item_chunks(session, project.id, SETTLED_STATUSES, columns=columns, chunk_items=chunk_items):
         settled = aggregator.settle([r[0] for r in part])
         found = dict(
@@ -233,7 +263,7 @@ def final_rows(
                 strict=True,
             )
         )
-        for item_id, external_id, text, meta in part:
+        for item_id, external_id, text, meta, image in part:
             stats.items += 1
             row = found.get(item_id)
             if row is None:
@@ -247,7 +277,7 @@ def final_rows(
             if min_confidence is not None and (confidence is None or confidence < min_confidence):
                 stats.below += 1
                 continue
-            yield {
+            out = {
                 "id": external_id,
                 "input": text,
                 "label": value,
@@ -258,19 +288,25 @@ def final_rows(
                 "source": source,
                 "meta": meta,
             }
+            if images:
+                out["image"] = image
+            yield out
         if progress is not None:
             progress(len(part))
 
 
 def raw_rows(
-    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int = CHUNK_ITEMS
+    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int = CHUNK_ITEMS,
+    images: bool | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One dict per label of the project (`RAW_COLUMNS`), by item then label id, streamed."""
+    """One dict per label of the project (`RAW_COLUMNS`, and `image` when the project has image items),
+    by item then label id, streamed."""
     tiers = dict(session.execute(select(Member.id, Member.tier).where(Member.project_id == project.id)).all())
+    images = has_images(session, project) if images is None else images
     decode = KeyDecoder()
-    columns = (Item.id, Item.external_id, Item.text)
+    columns = (Item.id, Item.external_id, Item.text, Item.image)
     for part in iter_item_chunks(session, project.id, None, columns=columns, chunk_items=chunk_items):
-        items = {r[0]: (r[1], r[2]) for r in part}
+        items = {r[0]: (r[1], r[2], r[3]) for r in part}
         stmt = (
             select(
                 Label.item_id,
@@ -295,9 +331,9 @@ def raw_rows(
         n = 0
         for (item_id, user, member, kind, action, key, shown, draft_key, blind, seconds, counts, correct,
              created) in session.connection().execute(stmt):
-            external_id, text = items[item_id]
+            external_id, text, image = items[item_id]
             n += 1
-            yield {
+            row = {
                 "id": external_id,
                 "input": text,
                 "annotator": user,
@@ -313,6 +349,9 @@ def raw_rows(
                 "correct": _num(correct),
                 "created_at": created,
             }
+            if images:
+                row["image"] = image
+            yield row
         if progress is not None:
             progress(n)
 
@@ -378,11 +417,19 @@ def assistant_content(task: TaskType, value: Any, text: str) -> str:
     return str(value)
 
 
-def openai_record(spec: ProjectSpec, row: dict[str, Any], system: str | None = None) -> dict[str, Any]:
+def openai_record(spec: ProjectSpec, row: dict[str, Any], system: str | None = None,
+                  image_url: str | None = None) -> dict[str, Any]:
+    """A fine-tuning line; an image item's user message holds its text (if any) and the image
+    (`image_url`: a data: URL of the stored file, or the item's https:// URL)."""
+    user: Any = row["input"]
+    if image_url is not None:
+        user = ([{"type": "text", "text": row["input"]}] if row["input"].strip() else []) + [
+            {"type": "image_url", "image_url": {"url": image_url}}
+        ]
     return {
         "messages": [
             {"role": "system", "content": system if system is not None else system_prompt(spec)},
-            {"role": "user", "content": row["input"]},
+            {"role": "user", "content": user},
             {"role": "assistant", "content": assistant_content(spec.task, row["label"], row["input"])},
         ]
     }
@@ -433,10 +480,13 @@ def _write_csv(rows: Iterable[dict[str, Any]], fh: IO[str], columns: tuple[str, 
     return n
 
 
-def _parquet_schema(raw: bool) -> Any:
+def _parquet_schema(raw: bool, images: bool = False) -> Any:
     import pyarrow as pa
 
     s, f, b = pa.string(), pa.float64(), pa.bool_()
+    if images:
+        plain = _parquet_schema(raw)
+        return plain.insert(2, pa.field("image", s))
     if raw:
         fields = [
             ("id", s), ("input", s), ("annotator", s), ("tier", s), ("kind", s), ("action", s), ("value", s),
@@ -454,11 +504,12 @@ def _parquet_schema(raw: bool) -> Any:
 _JSON_TEXT_COLUMNS = {"label", "value", "draft", "meta"}
 
 
-def _write_parquet(rows: Iterable[dict[str, Any]], path: Path, raw: bool, batch_rows: int = PARQUET_BATCH_ROWS) -> int:
+def _write_parquet(rows: Iterable[dict[str, Any]], path: Path, raw: bool, batch_rows: int = PARQUET_BATCH_ROWS,
+                   images: bool = False) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _parquet_schema(raw)
+    schema = _parquet_schema(raw, images)
     names = schema.names
     as_text = [name in _JSON_TEXT_COLUMNS for name in names]
     n = 0
@@ -482,19 +533,36 @@ def _write_parquet(rows: Iterable[dict[str, Any]], path: Path, raw: bool, batch_
 
 
 def write_rows(
-    rows: Iterable[dict[str, Any]], path: Path, fmt: str, *, raw: bool = False, spec: ProjectSpec | None = None
+    rows: Iterable[dict[str, Any]], path: Path, fmt: str, *, raw: bool = False, spec: ProjectSpec | None = None,
+    images: bool = False, image_url: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> int:
-    """Write rows (from `final_rows` or `raw_rows`) to `path` in `fmt`; returns the rows written."""
+    """Write rows (from `final_rows` or `raw_rows`) to `path` in `fmt`; returns the rows written.
+    `images`: the rows carry the `image` column; `image_url(row)`: the image a fine-tuning line shows."""
     if fmt == "parquet":
-        return _write_parquet(rows, path, raw)
+        return _write_parquet(rows, path, raw, images=images)
     with open(path, "w", encoding="utf-8", newline="") as fh:
         if fmt == "csv":
-            return _write_csv(rows, fh, RAW_COLUMNS if raw else FINAL_COLUMNS)
+            return _write_csv(rows, fh, columns_for(raw, images))
         if fmt == "openai":
             assert spec is not None and not raw
             system = system_prompt(spec)
-            return _write_jsonl((openai_record(spec, r, system) for r in rows), fh)
+            see = image_url or (lambda row: None)
+            return _write_jsonl((openai_record(spec, r, system, see(r)) for r in rows), fh)
         return _write_jsonl(rows, fh)
+
+
+def _image_urls(session: Session, project_id: int) -> Callable[[dict[str, Any]], str | None]:
+    """For a fine-tuning line: the row's image as a data: URL (a stored file) or its https:// URL."""
+    from bot.services.images.files import data_url, for_model
+
+    def url(row: dict[str, Any]) -> str | None:
+        ref = row.get("image")
+        if not ref:
+            return None
+        stored = stored_image(session, project_id, row["id"])
+        return data_url(*for_model(*stored)) if stored is not None else str(ref)
+
+    return url
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,14 +603,16 @@ def export_project(
         with db.read() as s:
             project = get_project(read_snapshot(s), slug)
             spec = spec_of(project)
+            images = has_images(s, project)
             if options.raw:
-                rows = raw_rows(s, project, progress=progress, chunk_items=chunk_items)
+                rows = raw_rows(s, project, progress=progress, chunk_items=chunk_items, images=images)
             else:
                 rows = final_rows(
                     s, project, method=options.method, min_confidence=options.min_confidence, stats=stats,
-                    progress=progress, chunk_items=chunk_items,
+                    progress=progress, chunk_items=chunk_items, images=images,
                 )
-            n = write_rows(rows, part, options.fmt, raw=options.raw, spec=spec)
+            n = write_rows(rows, part, options.fmt, raw=options.raw, spec=spec, images=images,
+                           image_url=_image_urls(s, project.id) if images else None)
         os.replace(part, out)
         done = True
     finally:

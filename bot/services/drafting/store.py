@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.enums import DraftStatus, ItemStatus
-from bot.services.drafting.base import CHUNK, MAX_ATTEMPTS, MAX_RETRY_AFTER_SECONDS, Outcome, WorkItem
+from bot.services.drafting.base import CHUNK, MAX_ATTEMPTS, MAX_RETRY_AFTER_SECONDS, ImagePart, Outcome, WorkItem
 from bot.services.drafting.prompt import (
     MAX_EXAMPLE_CHARS,
     Example,
@@ -23,7 +23,7 @@ from bot.services.drafting.prompt import (
 )
 from bot.spec import ProjectSpec
 from storage.db import Database
-from storage.models import Draft, Gold, Item, Project
+from storage.models import Draft, Gold, Image, Item, Project
 
 if TYPE_CHECKING:
     from bot.services.drafting.clients import BaseDrafter
@@ -49,6 +49,18 @@ class Context:
         return self.prompt.version
 
 
+def few_shot_candidates(session: Session, project_id: int) -> list[Example]:
+    """Gold that may be a few-shot example, as (gold id, answer) with no text: short text items (image
+    items are not: the system prompt is text, and would carry every example image in every request)."""
+    rows = session.execute(
+        select(Gold.id, Gold.value)
+        .join(Item, Item.id == Gold.item_id)
+        .where(Gold.project_id == project_id, func.length(Item.text) <= MAX_EXAMPLE_CHARS, Item.image.is_(None))
+        .order_by(Gold.id)
+    ).all()
+    return [Example(gid, "", value) for gid, value in rows]
+
+
 def load_context(session: Session, project: Project, drafter: BaseDrafter, spec: ProjectSpec | None = None) -> Context:
     """Build the project's prompt: few-shot gold chosen from (id, answer) rows, texts read for the chosen."""
     from bot.services.projects import spec_of
@@ -56,13 +68,7 @@ def load_context(session: Session, project: Project, drafter: BaseDrafter, spec:
     spec = spec or spec_of(project)
     examples: list[Example] = []
     if spec.llm.few_shot > 0:
-        rows = session.execute(
-            select(Gold.id, Gold.value)
-            .join(Item, Item.id == Gold.item_id)
-            .where(Gold.project_id == project.id, func.length(Item.text) <= MAX_EXAMPLE_CHARS)
-            .order_by(Gold.id)
-        ).all()
-        chosen = choose_examples(spec, [Example(gid, "", value) for gid, value in rows])
+        chosen = choose_examples(spec, few_shot_candidates(session, project.id))
         if chosen:
             texts = dict(
                 session.execute(
@@ -111,11 +117,42 @@ def done_filter(ctx: Context, cutoff: datetime, retry_errors: bool = False):  # 
 
 
 def _work_select():  # type: ignore[no-untyped-def]
-    return select(Item.id, Item.text, Item.is_gold, Gold.value, Item.slots).outerjoin(Gold, Gold.item_id == Item.id)
+    return select(Item.id, Item.text, Item.is_gold, Gold.value, Item.slots, Item.image, Item.image_id).outerjoin(
+        Gold, Gold.item_id == Item.id
+    )
 
 
 def _to_work(rows: Iterable[Any]) -> list[WorkItem]:
-    return [WorkItem(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+    """Work items; a URL image rides along as is, a stored image file is loaded once claimed (`_with_images`)."""
+    return [
+        WorkItem(r[0], r[1], bool(r[2]), r[3],
+                 image=ImagePart(r[5]) if r[5] is not None and r[6] is None else None)
+        for r in rows
+    ]
+
+
+def _image_ids(session: Session, item_ids: list[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for chunk in chunks(item_ids):
+        found.update(dict(session.execute(
+            select(Item.id, Item.image_id).where(Item.id.in_(chunk), Item.image_id.is_not(None))).all()))
+    return found
+
+
+def _with_images(session: Session, items: list[WorkItem]) -> list[WorkItem]:
+    """The claimed items with their stored image files as data: URLs (as a vision model takes them)."""
+    from bot.services.images.files import data_url, for_model
+
+    by_item = _image_ids(session, [w.item_id for w in items if w.image is None])
+    if not by_item:
+        return items
+    parts: dict[int, ImagePart] = {}
+    for chunk in chunks(sorted(set(by_item.values()))):
+        for image_id, sha, mime, data in session.execute(
+            select(Image.id, Image.sha256, Image.mime, Image.data).where(Image.id.in_(chunk))
+        ):
+            parts[image_id] = ImagePart(data_url(*for_model(mime, bytes(data))), sha)
+    return [replace(w, image=parts.get(by_item[w.item_id])) if w.item_id in by_item else w for w in items]
 
 
 class Demand:
@@ -263,7 +300,7 @@ def claim(db: Database, ctx: Context, source: Any, n: int, now: datetime, simula
                     .execution_options(synchronize_session=False)
                 )
             )
-    return [c for c in cands if c.item_id in got]
+        return _with_images(s, [c for c in cands if c.item_id in got])
 
 
 def mine(ctx: Context, item_ids: list[int], batch_id: str | None = None):  # type: ignore[no-untyped-def]
