@@ -107,7 +107,7 @@ def test_rate_limits_on_every_step_are_retried(sqlite_bot, tmp_path):
     stats = images.upload_pending(bot.db, lambda team: _client(bot.fake), bot.clock.now, sleep=slept.append)
     assert (stats.uploaded, stats.failed, stats.given_up) == (1, 0, 0)
     assert len(bot.fake.calls_to("files.getUploadURLExternal")) == 2
-    assert len(bot.fake.calls_to("upload")) == 2 and slept == [0.0]  # Retry-After: 0 honoured
+    assert len(bot.fake.upload_posts) == 2 and slept == [0.0]  # Retry-After: 0 honoured
     assert len(bot.fake.calls_to("files.completeUploadExternal")) == 2
     assert _uploads(bot.db)[0][1] == "ok"
 

@@ -587,6 +587,7 @@ class FakeSlack(FakeHTTPServer):
         self._uploads: dict[str, _Upload] = {}
         self._files: list[dict[str, Any]] = []
         self._unfetchable: set[str] = set()
+        self._upload_posts: list[dict[str, Any]] = []
         self._faults: dict[str, deque[_Fault]] = {}
         self.internal_errors.clear()
 
@@ -836,6 +837,12 @@ class FakeSlack(FakeHTTPServer):
         with self._cond:
             channel_id = self.channel_id(channel) if channel else None
             return [copy.deepcopy(f) for f in self._files if channel is None or channel_id in f["channels"]]
+
+    @property
+    def upload_posts(self) -> list[dict[str, Any]]:
+        """Every POST to an upload URL (answered or failed): {file_id, length}."""
+        with self._cond:
+            return copy.deepcopy(self._upload_posts)
 
     def file(self, file_id: str) -> dict[str, Any] | None:
         """A file uploaded and completed (shared or not), with its `content`; None if unknown."""
@@ -1455,7 +1462,7 @@ class FakeSlack(FakeHTTPServer):
 
     def _upload(self, request: Request, file_id: str) -> Response:
         with self._cond:
-            self._calls.append(("upload", {"file_id": file_id, "length": len(request.body)}))
+            self._upload_posts.append({"file_id": file_id, "length": len(request.body)})
             queue = self._faults.get("upload")
             if queue:  # only faults aimed at the upload POST ("*" is for Web API methods)
                 fault = queue[0]
