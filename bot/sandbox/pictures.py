@@ -93,7 +93,7 @@ def shape_image(shape: str, seed: int | str, *, colour: str | None = None, hard:
         grey = rng.randint(150, 215)
         draw.ellipse((x, y, x + rng.randint(1, 3), y + rng.randint(1, 3)), fill=(grey, grey, grey))
     name = colour or rng.choice(sorted(COLOURS))
-    fill = COLOURS[name]
+    fill: tuple[int, ...] = COLOURS[name]
     if hard:
         fill = tuple(int(c + (b - c) * 0.75) for c, b in zip(fill, background, strict=True))
     r = rng.uniform(size * 0.2, size * 0.34)

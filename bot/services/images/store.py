@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.core.enums import UploadStatus
@@ -32,6 +32,7 @@ from bot.services.images.files import (
 from storage.models import Image, ImageUpload
 
 CHUNK = 500
+STORE_BATCH_BYTES = 32 * 1024 * 1024  # image bytes per INSERT batch at import
 PRIORITY_GOLD = 0  # gold images go first: new people take the quiz before they label
 PRIORITY_ITEM = 1
 
@@ -97,10 +98,12 @@ class Catalog:
             return f"image file {ref!r} cannot be read ({e.strerror or e})"
 
     def store(self, session: Session, now: datetime) -> dict[str, int]:
-        """Store every file image of the import not stored yet (one row per content); returns
-        sha256 -> image id for all of them."""
+        """Store every file image of the import not stored yet (one row per content), in batches of up
+        to STORE_BATCH_BYTES; returns sha256 -> image id for all of them."""
         wanted = list(self._paths)
         ids = _image_ids(session, wanted)
+        batch: list[dict[str, Any]] = []
+        size = 0
         for sha in wanted:
             if sha in ids:
                 continue
@@ -109,7 +112,14 @@ class Catalog:
             info = inspect(data)  # the file may have changed since it was checked: check what is stored
             if info.sha256 != sha:
                 raise ImageProblem(f"image file {str(path)!r} changed during the import; import again")
-            ids[sha] = _insert_image(session, info, data, now)
+            batch.append(dict(sha256=sha, mime=info.mime, width=info.width, height=info.height, size=info.size,
+                              data=data, created_at=now))
+            size += len(data)
+            if size >= STORE_BATCH_BYTES:
+                ids.update(_insert_images(session, batch))
+                batch, size = [], 0
+        if batch:
+            ids.update(_insert_images(session, batch))
         return ids
 
 
@@ -121,15 +131,12 @@ def _image_ids(session: Session, shas: list[str]) -> dict[str, int]:
     return ids
 
 
-def _insert_image(session: Session, info: ImageInfo, data: bytes, now: datetime) -> int:
-    """Insert an image row unless the same content is stored already (another import at the same time)."""
-    values = dict(sha256=info.sha256, mime=info.mime, width=info.width, height=info.height, size=info.size,
-                  data=data, created_at=now)
-    stmt = _dialect_insert(session, Image).values(**values).on_conflict_do_nothing(index_elements=["sha256"])
-    session.execute(stmt)
-    found = session.scalar(select(Image.id).where(Image.sha256 == info.sha256))
-    assert found is not None
-    return int(found)
+def _insert_images(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert image rows, skipping contents stored meanwhile (another import at the same time); returns
+    sha256 -> id for all of them."""
+    stmt = _dialect_insert(session, Image).on_conflict_do_nothing(index_elements=["sha256"])
+    session.execute(stmt, rows)
+    return _image_ids(session, [r["sha256"] for r in rows])
 
 
 def _dialect_insert(session: Session, table: Any) -> Any:
@@ -137,7 +144,7 @@ def _dialect_insert(session: Session, table: Any) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     else:  # pragma: no cover - the design supports SQLite and PostgreSQL
         raise RuntimeError(f"unsupported database {dialect}")
     return insert(table)
@@ -163,9 +170,10 @@ def queue_uploads(session: Session, team_id: str, images: Iterable[tuple[int, in
     gold = [i for i, p in best.items() if p == PRIORITY_GOLD]
     for start in range(0, len(gold), CHUNK):
         session.execute(
-            ImageUpload.__table__.update()
+            update(ImageUpload)
             .where(ImageUpload.team_id == team_id, ImageUpload.image_id.in_(gold[start : start + CHUNK]),
                    ImageUpload.priority > PRIORITY_GOLD)
             .values(priority=PRIORITY_GOLD)
+            .execution_options(synchronize_session=False)
         )
     return new

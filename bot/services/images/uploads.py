@@ -350,9 +350,9 @@ def retry_failed(db: Database, project_id: int, team_id: str) -> tuple[int, int]
                    ImageUpload.image_id.in_(images.scalar_subquery()))
             .values(status=UploadStatus.PENDING.value, attempts=0, retry_at=None)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         back = s.execute(
             update(Item).where(Item.project_id == project_id, Item.image_error.is_not(None))
             .values(image_error=None).execution_options(synchronize_session=False)
-        ).rowcount
-    return int(queued or 0), int(back or 0)
+        )
+    return int(getattr(queued, "rowcount", 0) or 0), int(getattr(back, "rowcount", 0) or 0)
