@@ -321,3 +321,34 @@ def test_upload_job_is_scheduled_only_with_a_slack_client():
     job = next(j for j in JOBS if j.id == "images.upload")
     assert job.when(Deps(settings=Settings(), db=None, client=WebClient(token="x"))) is True  # type: ignore[arg-type]
     assert job.when(Deps(settings=Settings(), db=None)) is False  # type: ignore[arg-type]
+
+
+def test_labelbot_images_shows_uploads_and_fails_clearly(sqlite_bot, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bot.cli import load_commands
+
+    bot = sqlite_bot
+    paths = _pictures(tmp_path, [("a.png", "circle", "PNG"), ("b.png", "square", "PNG")])
+    _seed_images(bot, tmp_path, [{"id": "1", "image": paths["a.png"]}, {"id": "2", "image": paths["b.png"]},
+                                 {"id": "3", "image": "https://img.example.com/c.png"}])
+    monkeypatch.setenv("DATABASE_URL", bot.db.url)
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    cli = load_commands()
+    out = CliRunner().invoke(cli, ["images", "intents"])
+    assert out.exit_code == 0, out.output
+    assert "2 item(s) with an image file (2 distinct image(s)), 1 with an image URL" in out.output
+    assert "Image files in Slack: 0 uploaded, 2 waiting, 0 uploading, 0 failed." in out.output
+    out = CliRunner().invoke(cli, ["images", "intents", "--upload"])
+    assert out.exit_code == 2 and "Set SLACK_BOT_TOKEN" in out.output
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("SLACK_API_URL", bot.fake.api_url)
+    bot.fake.fail_next("files.getUploadURLExternal", error="file_uploads_disabled")
+    out = CliRunner().invoke(cli, ["images", "intents", "--upload"])
+    assert out.exit_code == 0, out.output
+    assert "1 image(s) uploaded, 1 given up." in out.output
+    assert "1 image(s): files.getUploadURLExternal: Slack answered file_uploads_disabled" in out.output
+    out = CliRunner().invoke(cli, ["images", "intents", "--retry-failed", "--upload"])
+    assert "1 failed upload(s) queued again; 0 URL item(s) served again." in out.output
+    assert "Image files in Slack: 2 uploaded, 0 waiting, 0 uploading, 0 failed." in out.output
+    assert CliRunner().invoke(cli, ["images", "nope"]).exit_code == 2

@@ -414,6 +414,8 @@ def import_items(
         same_image = old.image == r.image and old.image_id == image_id
         if same_text and same_meta and same_image:
             result.unchanged += 1
+            if image_id is not None:
+                uploads.append((image_id, PRIORITY_ITEM))  # queued again if it never was for this workspace
             continue
         if not update_existing:
             what = "text" if not same_text else "image" if not same_image else "metadata"

@@ -22,12 +22,11 @@ class ImageStatus:
     unqueued: int = 0  # images with no upload row for the workspace (imported before a team change)
     failures: list[tuple[str, int]] = field(default_factory=list)  # (error, images), most frequent first
     set_aside: int = 0  # URL items Slack could not show
+    ready_file_items: int = 0  # items whose image file is uploaded to the workspace
 
     @property
     def waiting_items(self) -> int:
         return self.file_items - self.ready_file_items
-
-    ready_file_items: int = 0
 
     def lines(self) -> list[str]:
         if not self.file_items and not self.url_items:
@@ -42,6 +41,9 @@ class ImageStatus:
             out.append("Image files in Slack: " + ", ".join(parts) + ".")
             if self.waiting_items:
                 out.append(f"{self.waiting_items} item(s) are not served until their image is uploaded.")
+            if self.unqueued:
+                out.append(f"{self.unqueued} image(s) are not queued for this workspace: import the file again "
+                           "to queue them.")
         for error, n in self.failures[:5]:
             out.append(f"  {n} image(s): {error}")
         if self.set_aside:
