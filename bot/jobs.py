@@ -15,7 +15,7 @@ from typing import Any
 from bot.blocks.labeling import expired_message
 from bot.core import logctx
 from bot.deps import Deps
-from bot.services import drafting, reports, webhooks
+from bot.services import drafting, images, reports, webhooks
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
 from storage.locks import once_per_period
@@ -24,6 +24,12 @@ from storage.locks import once_per_period
 def prefetch_drafts(deps: Deps) -> None:
     """Draft the items that will be served next (only when drafting is on)."""
     drafting.prefetch_job(deps)
+
+
+def upload_images(deps: Deps) -> None:
+    """Upload the images of imported items to their workspace ahead of demand (their items are served
+    once uploaded)."""
+    images.upload_job(deps)
 
 
 def post_daily_reports(deps: Deps) -> None:
@@ -79,6 +85,8 @@ class Job:
 JOBS: tuple[Job, ...] = (
     Job("drafting.prefetch", prefetch_drafts, {"seconds": drafting.PREFETCH_INTERVAL_SECONDS}, at_start=True,
         when=lambda deps: deps.drafter is not None),
+    Job("images.upload", upload_images, {"seconds": images.UPLOAD_INTERVAL_SECONDS}, at_start=True,
+        when=lambda deps: deps.client is not None or deps.client_for_team is not None),
     Job("reports.daily", post_daily_reports, {"minutes": 1}, at_start=True),
     Job("expire_leases", expire_old_leases, {"seconds": 30}),
     Job("low_confidence", escalate_low_confidence, {"minutes": 5}),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -72,6 +72,7 @@ class LLMSpec(_Strict):
     concurrency: int = Field(16, ge=1, le=64)  # parallel LLM calls (50 annotators, 2 s latency: 16)
     timeout_seconds: float = Field(30, gt=0)
     enabled: bool = True
+    image_detail: Literal["auto", "low", "high"] = "auto"  # how closely a vision model looks at images
 
 
 class MembersSpec(_Strict):

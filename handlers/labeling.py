@@ -116,6 +116,16 @@ class LabelingHandlers:
             return
         client.views_open(trigger_id=body["trigger_id"], view=ui.full_text_modal(text))
 
+    def on_full_image(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        try:
+            aid, _ = payloads.button_value(action.get("value"))
+            image = flow.item_image(self.deps.db, payloads.team_of(body), payloads.user_of(body), aid)
+        except LabelbotError as err:
+            self.out.tell(client, body, str(err))
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=ui.full_image_modal(image))
+
     def on_guidelines(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         try:
@@ -150,6 +160,7 @@ def register(app: App, deps: Deps) -> None:
     app.action(Action.EDIT)(h.on_edit_or_reject)
     app.action(Action.REJECT)(h.on_edit_or_reject)
     app.action(Action.FULL_TEXT)(h.on_full_text)
+    app.action(Action.FULL_IMAGE)(h.on_full_image)
     app.action(Action.GUIDELINES)(h.on_guidelines)
     app.action(Action.START)(h.starting(quiz=False))
     app.action(Action.QUIZ_START)(h.starting(quiz=True))

@@ -3,10 +3,12 @@ showing what a service returned (through the pure builders of `bot.blocks.labeli
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.blocks import labeling as ui
@@ -14,6 +16,8 @@ from bot.blocks.payloads import clicked_message, team_of, user_of
 from bot.core.types import Answered, QuizFinished, ShowTask, Start, Suspended, Task
 from bot.deps import Deps
 from bot.services.labeling import flow
+
+log = logging.getLogger("labelbot")
 
 
 class Messenger:
@@ -48,11 +52,36 @@ class Messenger:
         else:
             client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks)
 
-    def post_task(self, client: WebClient, team: str, user: str, task: Task) -> None:
+    def post_task(self, client: WebClient, team: str, user: str, task: Task, *, again: bool = True) -> None:
         text, blocks = ui.example_message(task)
-        resp = client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks,
-                                       unfurl_links=False, unfurl_media=False)
+        try:
+            resp = client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks,
+                                           unfurl_links=False, unfurl_media=False)
+        except SlackApiError as err:
+            reason = image_refusal(task, err)
+            if reason is None:
+                raise
+            self._image_refused(client, team, user, task, reason, again)
+            return
         flow.message_posted(self.deps.db, task.assignment_id, resp["channel"], resp["ts"])
+
+    def _image_refused(self, client: WebClient, team: str, user: str, task: Task, reason: str, again: bool) -> None:
+        """Slack would not show the example's picture: set it aside, say so, and serve the next one (once)."""
+        done = flow.image_not_shown(self.deps.db, self.deps.clock.now(), task.assignment_id, reason)
+        log.warning("example %s (item %s) not posted: Slack refused its image (%s); %s", task.assignment_id,
+                    task.item_external_id, reason, done)
+        channel = self.dm(client, team, user)
+        if task.kind == "quiz":
+            client.chat_postMessage(channel=channel, text=ui.IMAGE_REFUSED_QUIZ)
+            return
+        client.chat_postMessage(channel=channel, text=ui.IMAGE_REFUSED)
+        if again:
+            result = flow.start_labeling(self.deps.db, self.deps.clock.now(), team, user, task.project_slug)
+            if isinstance(result, ShowTask):
+                self.post_task(client, team, user, result.task, again=False)
+            else:
+                text, blocks = ui.start_message(result)
+                client.chat_postMessage(channel=channel, text=text, blocks=blocks)
 
     def show_start(self, client: WebClient, team: str, user: str, result: Start, respond: Any) -> None:
         if isinstance(result, ShowTask):
@@ -98,3 +127,15 @@ class Messenger:
                 client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
         elif channel and ts:
             client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
+
+def image_refusal(task: Task, err: SlackApiError) -> str | None:
+    """Why Slack refused an example message because of its picture (None: not that)."""
+    data = getattr(err.response, "data", None)
+    if task.image is None or not isinstance(data, dict) or data.get("error") != "invalid_blocks":
+        return None
+    details = [str(e) for e in (data.get("errors") or (data.get("response_metadata") or {}).get("messages") or [])]
+    about_image = [d for d in details if "image" in d.lower() or "slack_file" in d]
+    if details and not about_image:
+        return None
+    return "invalid_blocks: " + "; ".join(about_image or details)[:500]

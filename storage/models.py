@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -43,6 +44,7 @@ from bot.core.enums import (
     QuizStatus,
     TaskType,
     Tier,
+    UploadStatus,
 )
 
 NAMING_CONVENTION = {
@@ -154,8 +156,51 @@ class Item(Base):
     labels_done: Mapped[int] = mapped_column(Integer, default=0)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     escalation_reason: Mapped[str | None] = mapped_column(String(200))
+    # Image items: the reference as imported (a path relative to the import file, or an https:// URL);
+    # `image_id` is the stored file for a path (None for a URL); `image_error` says why the image cannot
+    # be shown (the item is then not served).
+    image: Mapped[str | None] = mapped_column(Text)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
+    image_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Image(Base):
+    """An image file imported with items, stored once per content (its SHA-256), whatever its name."""
+
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    mime: Mapped[str] = mapped_column(String(32))  # image/png | image/jpeg | image/gif | image/webp
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)  # bytes
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class ImageUpload(Base):
+    """An image's upload to one workspace (external upload flow, shared in no channel): a `pending` row is
+    queued at import; a worker claims it (`uploading`), and stores the Slack file id (`ok`) or the error."""
+
+    __tablename__ = "image_uploads"
+    __table_args__ = (
+        UniqueConstraint("image_id", "team_id"),
+        Index("ix_image_uploads_queue", "status", "priority", "id"),
+    )
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    team_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=UploadStatus.PENDING)
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 first (gold: the quiz needs it)
+    file_id: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None]
+    retry_at: Mapped[datetime | None]  # an error to try again from then on (None: given up)
+    uploaded_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
 
 
 class Gold(Base):

@@ -17,6 +17,7 @@ class Action(StrEnum):
     CHECKS = "label.checks"  # multilabel checkboxes (state only)
     SUBMIT = "label.submit"  # multilabel submit of the current checks
     FULL_TEXT = "label.full_text"
+    FULL_IMAGE = "label.full_image"  # "Show full size": the item's image in a modal
     GUIDELINES = "label.guidelines"
     START = "label.start"  # "Start labeling" (Home tab, project picker)
     QUIZ_START = "quiz.start"
@@ -28,12 +29,15 @@ CHOOSE_RE = re.compile(r"^label\.choose:\d+$")
 class View(StrEnum):
     EDIT = "label.edit_modal"
     FULL_TEXT = "label.full_text_modal"
+    FULL_IMAGE = "label.full_image_modal"
     GUIDELINES = "label.guidelines_modal"
 
 
 class Block(StrEnum):
     TITLE = "lb.title"
     TEXT = "lb.text"
+    IMAGE = "lb.image"
+    IMAGE_ACTIONS = "lb.image_actions"
     DRAFT = "lb.draft"
     CROWD = "lb.crowd"
     CHOICES = "lb.choices"

@@ -30,6 +30,7 @@ from bot.core.types import (
     Answer,
     ChooseProject,
     Feedback,
+    ImageView,
     NotMember,
     QueueDone,
     QuizOffer,
@@ -64,17 +65,39 @@ def _title_line(task: Task) -> str:
     return f"*{safe_mrkdwn(task.project_name, 200)}*{kind}"
 
 
+ALT_TEXT_MAX = 2000
+NO_IMAGE = "The picture for this example is not available."
+IMAGE_REFUSED = ":frame_with_picture: Slack could not show the picture of your next example, so it was set aside."
+IMAGE_REFUSED_QUIZ = (":frame_with_picture: Slack could not show the picture of this quiz question. It is being "
+                      "uploaded again: type `/label quiz` in a few minutes to carry on.")
+
+
+def image_block(image: ImageView, block_id: str | None = Block.IMAGE) -> dict[str, Any]:
+    """An image block: the uploaded file (`slack_file`) or a public URL (`image_url`); alt text cut to
+    Slack's limit. Only for a ready image (`image.ready`)."""
+    block: dict[str, Any] = {"type": "image", "alt_text": cut(image.alt or "Image", ALT_TEXT_MAX)}
+    if image.file_id:
+        block["slack_file"] = {"id": image.file_id}
+    else:
+        block["image_url"] = image.url
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
 def _text_blocks(task: Task) -> list[dict[str, Any]]:
-    blocks = [section_plain(cut(task.text, TEXT_PREVIEW) if len(task.text) > TEXT_PREVIEW else task.text, Block.TEXT)]
-    if len(task.text) > TEXT_PREVIEW:
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": "lb.more",
-                "elements": [button("Show full text", Action.FULL_TEXT, str(task.assignment_id))],
-            }
-        )
-    return blocks
+    """The item: its image (with "Show full size") and its text (cut, with "Show full text")."""
+    long = len(task.text) > TEXT_PREVIEW
+    more = button("Show full text", Action.FULL_TEXT, str(task.assignment_id))
+    text = [section_plain(cut(task.text, TEXT_PREVIEW) if long else task.text, Block.TEXT)]
+    if task.image is None:
+        return text + ([{"type": "actions", "block_id": "lb.more", "elements": [more]}] if long else [])
+    caption = text if task.text.strip() else []  # an image alone has no text block
+    if not task.image.ready:
+        return [context_md(f":frame_with_picture: {NO_IMAGE}"), *caption]
+    elements = [button("Show full size", Action.FULL_IMAGE, str(task.assignment_id))] + ([more] if long else [])
+    return [image_block(task.image), *caption,
+            {"type": "actions", "block_id": Block.IMAGE_ACTIONS, "elements": elements}]
 
 
 def _draft_blocks(task: Task) -> list[dict[str, Any]]:
@@ -199,7 +222,8 @@ def example_message(task: Task) -> tuple[str, list[dict[str, Any]]]:
     for i, block in enumerate(blocks):
         block.setdefault("block_id", f"lb.{i}")
     prefix = "Quiz question" if task.quiz_position else "New example"
-    return f"{prefix}: {fallback_text(task.text, 150)}", blocks
+    about = task.text if task.text.strip() else ("an image" if task.image is not None else "")
+    return f"{prefix}: {fallback_text(about, 150)}", blocks
 
 
 def record_message(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
@@ -211,11 +235,12 @@ def record_message(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
     if answer.action == "ambiguous":
         icon = ":grey_question:"
     line = f"{icon} You {what}{value}{secs}"
+    about = " ".join(answer.text.split()) or "(an image)"
     return (
         fallback_text(f"You {what}", 150),
         [
             section_md(line, Block.RECORD),
-            context_md(safe_mrkdwn(cut(" ".join(answer.text.split()), 150), 500)),
+            context_md(safe_mrkdwn(cut(about, 150), 500)),
         ],
     )
 
@@ -385,6 +410,15 @@ def full_text_modal(text: str) -> dict[str, Any]:
     if len(chunks) > limit:
         blocks.append(context_md(f"… {len(text) - limit * SECTION_TEXT_MAX} more characters not shown."))
     return {"type": "modal", "callback_id": View.FULL_TEXT, "title": plain("Full text", 24),
+            "close": plain("Close", 24), "blocks": blocks}
+
+
+def full_image_modal(image: ImageView) -> dict[str, Any]:
+    """"Show full size": the item's image alone in a modal (Slack shows it as wide as the modal)."""
+    blocks: list[dict[str, Any]] = [image_block(image) if image.ready else context_md(NO_IMAGE)]
+    if image.alt:
+        blocks.append({"type": "context", "elements": [plain(cut(image.alt, 2000), 2000)]})
+    return {"type": "modal", "callback_id": View.FULL_IMAGE, "title": plain("Image", 24),
             "close": plain("Close", 24), "blocks": blocks}
 
 

@@ -44,8 +44,11 @@ def _quiet_bolt() -> None:
 @click.option("--model", help="The LLM model for drafts when OPENAI_API_KEY is set (default: the project's, "
                               "gpt-4o-mini); e.g. a model name your vLLM or Ollama server knows.")
 @click.option("--small", is_flag=True, help="A quick run: 30 items, 3 annotators, 2 days (for tests).")
+@click.option("--images", is_flag=True, help="Label pictures instead: shapes the demo draws itself, uploaded to "
+                                             "the stand-in Slack and drafted by a vision model when "
+                                             "OPENAI_API_KEY is set (--model: a vision model).")
 def demo(folder: Path, annotators: int, accuracy: float, accept_bias: float, items: int, days: int, seed: int,
-         model: str | None, small: bool) -> None:
+         model: str | None, small: bool, images: bool) -> None:
     """Run the whole loop offline: fake Slack, the real app, simulated annotators, report, chart, export."""
     from rich.console import Console
 
@@ -54,7 +57,7 @@ def demo(folder: Path, annotators: int, accuracy: float, accept_bias: float, ite
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     _quiet_bolt()
     opts = DemoOptions(folder=folder, annotators=annotators, accuracy=accuracy, accept_bias=accept_bias,
-                       items=items, seed=seed, days=days, model=model)
+                       items=items, seed=seed, days=days, model=model, images=images)
     result = run_demo(opts, console)
     print_result(result, console)
 

@@ -62,6 +62,13 @@ class DraftStatus(StrEnum):
     PENDING = "pending"  # submitted in a batch, not collected yet
 
 
+class UploadStatus(StrEnum):
+    PENDING = "pending"  # waiting for the upload worker
+    UPLOADING = "uploading"  # claimed by a worker
+    OK = "ok"  # uploaded: `file_id` is set
+    ERROR = "error"  # failed (tried again at `retry_at`, or given up)
+
+
 class QuizStatus(StrEnum):
     RUNNING = "running"
     PASSED = "passed"

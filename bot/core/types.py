@@ -15,6 +15,20 @@ class Progress:
     left: int
 
 
+@dataclass(frozen=True)
+class ImageView:
+    """An item's image as Slack shows it: an uploaded file (`file_id`, shown with `slack_file`) or a
+    public URL Slack fetches (`url`, shown with `image_url`). Neither: not uploaded (yet)."""
+
+    alt: str
+    file_id: str | None = None
+    url: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.file_id or self.url)
+
+
 @dataclass
 class Task:
     """One example to show: everything the blocks builder needs, no ORM objects."""
@@ -36,6 +50,7 @@ class Task:
     crowd_answers: list[tuple[str, Any]] = field(default_factory=list)  # for experts
     progress: Progress | None = None
     quiz_position: tuple[int, int] | None = None  # (question number, of)
+    image: ImageView | None = None  # image items: the picture (the text, if any, is its caption)
 
 
 @dataclass

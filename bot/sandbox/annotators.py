@@ -65,10 +65,19 @@ class Truth:
 
 
 class AnswerKey:
-    """Looks a text up by its first characters (messages may show a cut text)."""
+    """Looks a text up by its first characters (messages may show a cut text), a picture by its SHA-256."""
 
-    def __init__(self, truths: dict[str, Truth]) -> None:
+    def __init__(self, truths: dict[str, Truth], pictures: dict[str, Truth] | None = None) -> None:
         self._truths = truths
+        self._pictures = pictures or {}
+
+    @classmethod
+    def for_pictures(cls, pictures: list[Any]) -> AnswerKey:
+        """The key of the image demo: what each picture shows (`bot.sandbox.pictures.Picture`)."""
+        return cls({}, {p.sha256: Truth(p.shape, p.alt, p.hard) for p in pictures})
+
+    def lookup_picture(self, sha256: str | None) -> Truth | None:
+        return self._pictures.get(sha256 or "")
 
     @classmethod
     def from_files(cls, items: Path, answers: Path, gold: Path | None = None) -> AnswerKey:
@@ -102,7 +111,7 @@ class AnswerKey:
         return found
 
     def __len__(self) -> int:
-        return len(self._truths)
+        return len(self._truths) + len(self._pictures)
 
 
 @dataclass(frozen=True)
@@ -240,6 +249,20 @@ class Shown:
     draft: str | None = None
     blind: bool = False
     has_accept: bool = False
+    picture: str | None = None  # the SHA-256 of the picture shown, for an image item
+
+
+def _picture_of(blocks: list[dict[str, Any]], fake: FakeSlack | None) -> str | None:
+    """What a person sees in the example's image block: the uploaded file's bytes (by its SHA-256)."""
+    import hashlib
+
+    for block in blocks:
+        ref = block.get("slack_file") if block.get("type") == "image" else None
+        if isinstance(ref, dict) and fake is not None:
+            found = fake.file(str(ref.get("id")))
+            if found is not None:
+                return hashlib.sha256(found["content"]).hexdigest()
+    return None
 
 
 def _texts(block: dict[str, Any]) -> str:
@@ -262,12 +285,12 @@ def classify(message: dict[str, Any] | None) -> str:
     return "other"
 
 
-def read_example(message: dict[str, Any]) -> Shown:
+def read_example(message: dict[str, Any], fake: FakeSlack | None = None) -> Shown:
     blocks = message.get("blocks") or []
     title = _texts(blocks[0]) if blocks else ""
     kind = "quiz" if "quiz question" in title else "expert" if "expert review" in title else "label"
     text = next((_texts(b) for b in blocks if b.get("block_id") == "lb.text"), "")
-    shown = Shown(ts=message["ts"], kind=kind, text=text, labels=[], choose={})
+    shown = Shown(ts=message["ts"], kind=kind, text=text, labels=[], choose={}, picture=_picture_of(blocks, fake))
     shown.blind = any("blind control" in _texts(b) for b in blocks if b.get("type") == "context")
     for block in blocks:
         for element in block.get("elements") or []:
@@ -357,11 +380,13 @@ class Mind:
 
     def decide(self, shown: Shown) -> Decision:
         p, rng = self.persona, self.rng
-        truth = self.key.lookup(shown.text)
+        truth = self.key.lookup_picture(shown.picture) if shown.picture else self.key.lookup(shown.text)
         reading = 5.0 + min(len(shown.text), 2500) / 25.0  # about 250 words a minute
+        if shown.picture:
+            reading += 4.0  # a look at the picture
         think = reading * p.pace * rng.lognormvariate(0, 0.3)
         if shown.kind != "quiz" and not p.expert:
-            unreadable = truth is not None and truth.lang not in p.languages
+            unreadable = truth is not None and not shown.picture and truth.lang not in p.languages
             if (unreadable and rng.random() < 0.7) or rng.random() < p.skip_rate:
                 return Decision("skip", None, think * 0.5)
             if truth is not None and truth.ambiguous and rng.random() < p.ambiguous_eye:
@@ -369,7 +394,7 @@ class Mind:
             if rng.random() < p.doubt:
                 return Decision("ambiguous", None, think + rng.uniform(3, 8))
         accuracy = p.accuracy
-        if truth is not None and truth.lang not in p.languages:
+        if truth is not None and not shown.picture and truth.lang not in p.languages:
             accuracy *= 0.6  # guessing from a few words
         own = self._own_reading(truth, shown.labels, accuracy)
         if shown.draft is not None and shown.has_accept:
@@ -474,7 +499,7 @@ class Annotator:
                     self.tally.note(f"{self.persona.name}: {self.last_reply}", self.now())
                 return None
             if kind == "example":
-                shown = read_example(message)
+                shown = read_example(message, self.fake)
                 message = self._act(message, shown, self.mind.decide(shown))
                 continue
             if kind == "quiz_end":
@@ -508,7 +533,7 @@ class Annotator:
             kind = classify(message)
             if kind == "example":
                 assert message is not None
-                shown = read_example(message)
+                shown = read_example(message, self.fake)
                 if should_stop() or (reviews_only and shown.kind != "expert"):
                     return "stopped"  # the example stays open; its lease expires and it goes back
                 message = self._act(message, shown, self.mind.decide(shown))

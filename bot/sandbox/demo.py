@@ -2,10 +2,11 @@
 
 What runs is the real thing: the Bolt app built by `bot.app.build_app`, served over HTTP on
 127.0.0.1 (the same code path as the tests), a fresh SQLite database, and the fake Slack of
-`bot.sandbox`. Simulated people (`bot.sandbox.annotators`) read their DMs there and click like a
-person: they take the quiz (some fail and are told so), label with drafts and blind controls, skip
-and flag; an expert adjudicates the escalations. Drafts come from the LLM when OPENAI_API_KEY is set,
-otherwise from the simulated drafter, labelled as simulated wherever they show.
+`bot.sandbox`. With `images=True` the project is pictures of shapes the demo draws itself
+(`bot.sandbox.pictures`), uploaded to the fake Slack ahead of demand and shown with image blocks.
+Simulated people (`bot.sandbox.annotators`) read their DMs there and click like a person: they
+take the quiz (some fail and are told so), label with drafts and blind controls, skip and flag; an
+expert adjudicates the escalations. Drafts come from the LLM when OPENAI_API_KEY is set,
 
 Time is simulated: a fake clock moves by each person's thinking time, and the run spans a few
 working days that end today, so the stored seconds, the daily trend and `labelbot report` look like
@@ -59,6 +60,7 @@ class DemoOptions:
     days: int = 3
     drafter_accuracy: float = 0.85
     model: str | None = None  # the LLM's model name when OPENAI_API_KEY is set
+    images: bool = False  # the image project (shapes drawn by the demo) instead of the support tickets
 
 
 @dataclass
@@ -74,6 +76,7 @@ class DemoResult:
     people: list[dict[str, Any]] = field(default_factory=list)
     drafting: str = ""
     example: list[str] = field(default_factory=list)
+    slug: str = "support-intents"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,12 +84,17 @@ class DemoResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def prepare_folder(folder: Path, n_items: int) -> Path:
+def prepare_folder(folder: Path, n_items: int, images: bool = False) -> Path:
     """Create the folder, remove the previous run's database and outputs (only files the demo writes),
-    and copy the example project there (the first `n_items` items)."""
+    and copy the example project there (the first `n_items` items); `images`: draw the shapes project."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", *OUTPUTS):
         (folder / name).unlink(missing_ok=True)
+    for old in (folder / "images").glob("*.png") if (folder / "images").is_dir() else ():
+        if old.name.startswith(("shape-", "gold-")):
+            old.unlink()
+    if images:
+        return folder
     shutil.copyfile(DEMO_DATA / "project.yml", folder / "project.yml")
     shutil.copyfile(DEMO_DATA / "gold.jsonl", folder / "gold.jsonl")
     lines = [line for line in (DEMO_DATA / "items.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -112,7 +120,12 @@ def _demo_drafter_class() -> type:
 
         def draft(self, prompt: Any, spec: Any, item: Any) -> Any:
             outcome = super().draft(prompt, spec, item)
-            truth = None if item.is_gold else self.key.lookup(item.text)
+            if item.is_gold:
+                truth = None
+            elif item.image is not None:
+                truth = self.key.lookup_picture(item.image.sha256)
+            else:
+                truth = self.key.lookup(item.text)
             if truth is None:
                 return outcome
             from bot.core.values import canonical_key
@@ -210,8 +223,13 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
     from storage.models import Member
 
     started = time.monotonic()
-    folder = prepare_folder(opts.folder, opts.items)
-    key = AnswerKey.from_files(DEMO_DATA / "items.jsonl", DEMO_DATA / "answers.jsonl", DEMO_DATA / "gold.jsonl")
+    folder = prepare_folder(opts.folder, opts.items, images=opts.images)
+    if opts.images:
+        from bot.sandbox.pictures import write_shape_project
+
+        key = AnswerKey.for_pictures(write_shape_project(folder, opts.items, seed=opts.seed))
+    else:
+        key = AnswerKey.from_files(DEMO_DATA / "items.jsonl", DEMO_DATA / "answers.jsonl", DEMO_DATA / "gold.jsonl")
     spec = load_spec(folder / "project.yml")
     use_llm = bool(os.environ.get("OPENAI_API_KEY", "").strip())
     if use_llm and opts.model:
@@ -234,7 +252,8 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
     people = make_personas(opts.annotators, opts.accuracy, opts.accept_bias, opts.seed)
     crowd, expert_persona = people[:-1], people[-1]
     tally = Tally()
-    result = DemoResult(folder=folder, seconds=0.0, simulated=not use_llm, report_text="", chart=None, export=None)
+    result = DemoResult(folder=folder, seconds=0.0, simulated=not use_llm, report_text="", chart=None, export=None,
+                        slug=spec.slug)
 
     with db.session() as s:
         project = create_project(s, spec, TEAM, clock.now())
@@ -263,6 +282,8 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
         )
         deps = build_deps(settings, clock=clock, db=db)
         fake.add_channel("labeling")
+        if opts.images:
+            _upload_pictures(deps, progress)
         from bot.services.drafting import draft_items, undrafted_count
 
         if use_llm:
@@ -358,13 +379,29 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
     return result
 
 
+def _upload_pictures(deps: Any, progress: Any) -> None:
+    """The pictures go to Slack before anyone labels (the running bot does it ahead of demand)."""
+    from bot.services.images import image_status, upload_pending
+    from bot.services.projects import list_projects
+
+    with deps.db.read() as s:
+        waiting = sum(image_status(s, p).uploads.get("pending", 0) for p in list_projects(s))
+    task = progress.add_task("Uploading pictures to Slack", total=waiting)
+    while True:
+        stats = upload_pending(deps.db, deps.workspace_client, deps.clock.now, limit=32, concurrency=4)
+        progress.advance(task, stats.uploaded + stats.failed + stats.given_up)
+        if not stats.capped:
+            return
+
+
 def _an_example(fake: Any) -> list[str]:
     """One example message as the bot sent it (untrusted markup in the item, a draft), as text lines."""
 
     def looks(*needles: str) -> Callable[[dict[str, Any]], bool]:
         return lambda params: all(n in str(params.get("blocks")) for n in needles)
 
-    found = (fake.find_call("chat.postMessage", looks("lb.controls", "lb.draft", "<!channel>"))
+    found = (fake.find_call("chat.postMessage", looks("lb.controls", "lb.draft", "slack_file", "<!channel>"))
+             or fake.find_call("chat.postMessage", looks("lb.controls", "lb.draft", "<!channel>"))
              or fake.find_call("chat.postMessage", looks("lb.controls", "lb.draft"))
              or fake.find_call("chat.postMessage", looks("lb.controls")))
     if found is None:
@@ -386,6 +423,9 @@ def render_blocks(blocks: list[dict[str, Any]]) -> list[str]:
             lines.append(body)
         elif kind == "context":
             lines.append(" ".join(str(e.get("text", "")) for e in block.get("elements") or []))
+        elif kind == "image":
+            source = block.get("slack_file") or {"image_url": block.get("image_url")}
+            lines.append(f"[image: {str(block.get('alt_text', ''))[:80]}] {json.dumps(source)}")
         elif kind == "actions":
             shown = []
             for e in block.get("elements") or []:
@@ -437,7 +477,7 @@ def _outputs(result: DemoResult, db: Any, slug: str, now: datetime, console: Any
 # --------------------------------------------------------------------------------------------------
 
 
-def next_steps(folder: Path) -> str:
+def next_steps(folder: Path, slug: str = "support-intents") -> str:
     return f"""Next steps: the same loop in your Slack workspace
   1. Create the Slack app: api.slack.com/apps -> Create New App -> From a manifest -> paste app_manifest.yml.
      Install it to your workspace.
@@ -447,12 +487,12 @@ def next_steps(folder: Path) -> str:
        export OPENAI_API_KEY=sk-...      # optional: real LLM drafts (OPENAI_BASE_URL for vLLM/Ollama/LiteLLM)
   3. Create the project and load its data (this demo's files are a template):
        labelbot project create {folder}/project.yml
-       labelbot import support-intents {folder}/items.jsonl
-       labelbot gold support-intents {folder}/gold.jsonl
-       labelbot member support-intents U0YOURID --tier lead
+       labelbot import {slug} {folder}/items.jsonl
+       labelbot gold {slug} {folder}/gold.jsonl
+       labelbot member {slug} U0YOURID --tier lead
   4. Run it: labelbot serve   (Socket Mode; `labelbot serve --http` behind https://HOST/slack/events)
      Then, in Slack: /label quiz, /label, and as a lead /label-report and /label-export.
-  Explore this run: DATABASE_URL=sqlite:///{folder}/{DB_NAME} labelbot report support-intents"""
+  Explore this run: DATABASE_URL=sqlite:///{folder}/{DB_NAME} labelbot report {slug}"""
 
 
 def print_result(result: DemoResult, console: Any) -> None:
@@ -489,6 +529,7 @@ def print_result(result: DemoResult, console: Any) -> None:
                        (REPORT_JSON, "the report as JSON"), (CHART, "the chart"),
                        (EXPORT, "the final dataset (one row per settled item)"),
                        (RAW_EXPORT, "every label, raw"), ("project.yml", "the project spec"),
+                       ("images", "the pictures (drawn by the demo)"),
                        ("items.jsonl", "the items imported"), ("gold.jsonl", "the gold items")):
         path = folder / name
         if path.exists():
@@ -496,4 +537,4 @@ def print_result(result: DemoResult, console: Any) -> None:
     if result.simulated:
         console.print(f"\n[yellow]{escape(SIMULATED_BANNER)}[/]")
     console.print(f"\nDone in {result.seconds:.1f} s.\n")
-    console.print(escape(next_steps(folder)), highlight=False)
+    console.print(escape(next_steps(folder, result.slug)), highlight=False)

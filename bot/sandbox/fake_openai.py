@@ -5,6 +5,11 @@ chat completions (structured outputs, JSON mode, token usage with imitated promp
 the Batch API, and can be told to fail, stall or answer garbage so retry, timeout and fallback paths
 can be tested through the real client.
 
+Image content parts (`{"type": "image_url", "image_url": {"url": ..., "detail": ...}}`) are accepted
+the way a vision model takes them: a data: URL of a PNG, JPEG, WebP or GIF (checked by content), or an
+https:// URL; they count as image tokens (85 at low detail, plus 170 per 512-pixel tile otherwise).
+`vision=False` makes the stand-in a text-only model that refuses them as OpenAI does.
+
 Prompt caching is imitated like the provider does it: the prompt (messages in order, system first) is
 cached in 128-token blocks per (model, prompt_cache_key); a later request whose prompt starts with a
 cached prefix of at least 1024 tokens reports that prefix as `cached_tokens`. Tokens are approximated
@@ -13,9 +18,13 @@ as characters // 4.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import hashlib
+import io
 import json
+import math
 import re
 import secrets
 import threading
@@ -197,6 +206,36 @@ def count_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN
 
 
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG, JPEG, GIF or WebP image, or None when it is not one."""
+    if not data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")) and not (
+        data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    ):
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
+def image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The image content parts of a chat request (`{"url": ..., "detail": ...}` each), in order."""
+    found = []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            found += [p["image_url"] for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
+    return found
+
+
+def decode_data_url(url: str) -> bytes:
+    """The bytes of a data: URL (for responders that look at the image)."""
+    return base64.b64decode(url.partition(",")[2])
+
+
 # --------------------------------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------------------------------
@@ -233,6 +272,7 @@ class FakeOpenAI(FakeHTTPServer):
         schema_support: bool = True,
         api_key: str | None = None,
         models: list[str] | tuple[str, ...] | None = None,
+        vision: bool = True,
     ) -> None:
         super().__init__()
         #: The models this server serves: listed by GET /v1/models, and a completion for any other
@@ -241,6 +281,7 @@ class FakeOpenAI(FakeHTTPServer):
         self.responder: Responder = responder or default_responder
         self.latency = latency
         self.schema_support = schema_support
+        self.vision = vision
         self.api_key = api_key
         self._lock = threading.RLock()
         self._init_state()
@@ -474,6 +515,7 @@ class FakeOpenAI(FakeHTTPServer):
         if temperature is not None and not (isinstance(temperature, int | float) and 0 <= temperature <= 2):
             raise OpenAIError(400, f"{temperature!r} is not valid for temperature (0 to 2)", param="temperature")
         self._check_response_format(body.get("response_format"), messages)
+        image_tokens = self._check_content(messages)
 
         malformed = False
         if allow_faults:
@@ -494,7 +536,7 @@ class FakeOpenAI(FakeHTTPServer):
             finish_reason = "length"
 
         prompt = prompt_text(messages)
-        prompt_tokens = max(1, count_tokens(prompt))
+        prompt_tokens = max(1, count_tokens(prompt)) + image_tokens
         completion_tokens = max(1, count_tokens(content)) if content else 0
         cached = self._cached_tokens((model, body.get("prompt_cache_key")), prompt)
         return {
@@ -525,6 +567,70 @@ class FakeOpenAI(FakeHTTPServer):
             "service_tier": "default",
             "system_fingerprint": "fp_fakeopenai",
         }
+
+    def _check_content(self, messages: list[Any]) -> int:
+        """Check the messages' content parts; returns the image tokens. Raises OpenAIError."""
+        tokens = 0
+        for i, message in enumerate(messages):
+            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(content, list):
+                continue
+            for j, part in enumerate(content):
+                where = f"messages[{i}].content[{j}]"
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind == "text":
+                    if not isinstance(part.get("text"), str):
+                        raise OpenAIError(400, f"Invalid type for '{where}.text': expected a string.", param=where)
+                elif kind == "image_url":
+                    if message.get("role") != "user":
+                        raise OpenAIError(400, f"Invalid '{where}': image content parts are only allowed in user "
+                                               "messages.", param=where)
+                    if not self.vision:
+                        raise OpenAIError(400, "Invalid content type. image_url is only supported by certain models.",
+                                          param=where, code="invalid_value")
+                    tokens += self._image_tokens(part.get("image_url"), where)
+                else:
+                    raise OpenAIError(400, f"Invalid value: {kind!r}. Supported values are: 'text' and 'image_url'.",
+                                      param=f"{where}.type", code="invalid_value")
+        return tokens
+
+    @staticmethod
+    def _image_tokens(spec: Any, where: str) -> int:
+        url = spec.get("url") if isinstance(spec, dict) else None
+        detail = spec.get("detail", "auto") if isinstance(spec, dict) else "auto"
+        if detail not in ("auto", "low", "high"):
+            raise OpenAIError(400, f"Invalid value: {detail!r}. Supported values are: 'auto', 'low', and 'high'.",
+                              param=f"{where}.image_url.detail", code="invalid_value")
+        if not isinstance(url, str) or not url:
+            raise OpenAIError(400, f"Missing required parameter: '{where}.image_url.url'.",
+                              param=f"{where}.image_url.url", code="missing_required_parameter")
+        size: tuple[int, int] | None = None
+        if url.startswith("data:"):
+            header, _, payload = url.partition(",")
+            mime = header[5:].split(";")[0]
+            if mime not in ("image/png", "image/jpeg", "image/gif", "image/webp") or ";base64" not in header:
+                raise OpenAIError(400, "Invalid image data URL: use data:image/(png|jpeg|gif|webp);base64,...",
+                                  param=f"{where}.image_url.url", code="invalid_image_format")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                raise OpenAIError(400, "The image data you provided does not represent a valid image.",
+                                  param=f"{where}.image_url.url", code="invalid_image") from None
+            size = _image_size(data)
+            if size is None:
+                raise OpenAIError(400, "The image data you provided does not represent a valid image.",
+                                  param=f"{where}.image_url.url", code="invalid_image")
+        elif not re.match(r"^https?://\S+$", url):
+            raise OpenAIError(400, "Invalid image URL: expected a data: URL or an http(s) URL.",
+                              param=f"{where}.image_url.url", code="invalid_image_url")
+        if detail == "low":
+            return 85
+        width, height = size or (1024, 1024)
+        scale = min(1.0, 2048 / max(width, height))
+        width, height = width * scale, height * scale
+        scale = min(1.0, 768 / min(width, height))
+        tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+        return 85 + 170 * tiles
 
     def _check_response_format(self, response_format: Any, messages: list[Any]) -> None:
         if response_format is None:

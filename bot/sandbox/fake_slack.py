@@ -75,6 +75,7 @@ _ELEMENT_TYPES = frozenset(
         "workflow_button",
     }
 )
+_FILE_ID_RE = re.compile(r"^F[A-Z0-9]{8,}$")
 _NOT_IN_INPUT = frozenset({"button", "overflow", "image", "workflow_button"})
 _ONLY_IN_INPUT = frozenset({"plain_text_input", "number_input", "email_text_input", "url_text_input", "file_input"})
 
@@ -235,10 +236,40 @@ class BlockKitChecker:
             self.element(block["element"], f"{ptr}/element", "input")
 
     def _image_block(self, block: dict[str, Any], ptr: str) -> None:
-        if "slack_file" not in block:
-            self._str(block, "image_url", ptr, 3000, required=True)
+        self._image_source(block, ptr)
         self._str(block, "alt_text", ptr, 2000, required=True)
         self._text(block, "title", ptr, 2000, types=_PLAIN, required=False)
+
+    def _image_source(self, obj: dict[str, Any], ptr: str) -> None:
+        """An image block or element shows exactly one of `image_url` (a public URL Slack fetches) and
+        `slack_file` (an uploaded file, by `id` or by `url`, exactly one of them)."""
+        has_url, has_file = "image_url" in obj, "slack_file" in obj
+        if has_url == has_file:
+            self._err(ptr, "must provide either image_url or slack_file" if not has_url
+                      else "must provide only one of image_url or slack_file")
+            return
+        if has_url:
+            self._str(obj, "image_url", ptr, 3000, required=True)
+            url = obj.get("image_url")
+            if isinstance(url, str) and url and not re.match(r"^https?://[^\s/]+", url):
+                self._err(f"{ptr}/image_url", "must be a valid URL")
+            return
+        ref, fptr = obj["slack_file"], f"{ptr}/slack_file"
+        if not isinstance(ref, dict):
+            self._err(fptr, "must provide an object")
+            return
+        if ("id" in ref) == ("url" in ref):
+            both = "id" in ref
+            self._err(fptr, "must provide only one of id or url" if both else "must provide either id or url")
+            return
+        unknown = sorted(set(ref) - {"id", "url"})
+        if unknown:
+            self._err(fptr, f"invalid additional property: {unknown[0]}")
+        if "id" in ref:
+            if not isinstance(ref["id"], str) or not _FILE_ID_RE.match(ref["id"]):
+                self._err(f"{fptr}/id", "input must match regex pattern: ^[F][A-Z0-9]{8,}$")
+        else:
+            self._str(ref, "url", fptr, 3000, required=True)
 
     def _markdown(self, block: dict[str, Any], ptr: str) -> None:
         self._str(block, "text", ptr, 12000, required=True)
@@ -291,8 +322,7 @@ class BlockKitChecker:
                 self._str(element, "initial_value", ptr, 3000, allow_empty=True)
 
     def _image_element(self, element: dict[str, Any], ptr: str) -> None:
-        if "slack_file" not in element:
-            self._str(element, "image_url", ptr, 3000, required=True)
+        self._image_source(element, ptr)
         self._str(element, "alt_text", ptr, 2000, required=True)
 
     def _confirm(self, confirm: Any, ptr: str) -> None:
@@ -566,6 +596,8 @@ class FakeSlack(FakeHTTPServer):
         self._responses: list[dict[str, Any]] = []
         self._uploads: dict[str, _Upload] = {}
         self._files: list[dict[str, Any]] = []
+        self._unfetchable: set[str] = set()
+        self._upload_posts: list[dict[str, Any]] = []
         self._faults: dict[str, deque[_Fault]] = {}
         self.internal_errors.clear()
 
@@ -741,6 +773,8 @@ class FakeSlack(FakeHTTPServer):
 
         status 429 answers `ratelimited` with a `Retry-After` header (default 1 s), status 500 an
         `internal_error`; with status 200 the given `error` string is answered as Slack would.
+        `method="upload"` fails the POST of a file's bytes to its upload URL (between
+        `files.getUploadURLExternal` and `files.completeUploadExternal`) with `status`.
         """
         if error is None:
             error = {429: "ratelimited", 500: "internal_error"}.get(status, "fatal_error")
@@ -813,6 +847,30 @@ class FakeSlack(FakeHTTPServer):
         with self._cond:
             channel_id = self.channel_id(channel) if channel else None
             return [copy.deepcopy(f) for f in self._files if channel is None or channel_id in f["channels"]]
+
+    @property
+    def upload_posts(self) -> list[dict[str, Any]]:
+        """Every POST to an upload URL (answered or failed): {file_id, length}."""
+        with self._cond:
+            return copy.deepcopy(self._upload_posts)
+
+    def file(self, file_id: str) -> dict[str, Any] | None:
+        """A file uploaded and completed (shared or not), with its `content`; None if unknown."""
+        with self._cond:
+            found = next((f for f in self._files if f["id"] == file_id), None)
+            return copy.deepcopy(found) if found else None
+
+    def delete_file(self, file_id: str) -> None:
+        """A workspace admin deletes the file: image blocks that show it become invalid."""
+        with self._cond:
+            for f in self._files:
+                if f["id"] == file_id:
+                    f["deleted"] = True
+
+    def fail_image_url(self, url: str) -> None:
+        """Slack cannot download this image_url (not public, gone): messages showing it are refused."""
+        with self._cond:
+            self._unfetchable.add(url)
 
     @property
     def responses(self) -> list[dict[str, Any]]:
@@ -1027,7 +1085,7 @@ class FakeSlack(FakeHTTPServer):
             blocks = params["blocks"]
             if not isinstance(blocks, list):
                 raise SlackError("invalid_blocks_format")
-            errors = check_message_blocks(blocks)
+            errors = check_message_blocks(blocks) or self._image_errors(blocks, "/blocks")
             if errors:
                 raise SlackError(
                     "invalid_blocks",
@@ -1054,7 +1112,7 @@ class FakeSlack(FakeHTTPServer):
             raise SlackError("invalid_arguments", response_metadata={"messages": ["[ERROR] missing view"]})
         if len(json.dumps(spec, separators=(",", ":")).encode("utf-8")) > MAX_VIEW_BYTES:
             raise SlackError("view_too_large")
-        errors = check_view(spec, allowed_types)
+        errors = check_view(spec, allowed_types) or self._image_errors(spec.get("blocks") or [], "/view/blocks")
         if errors:
             raise SlackError("invalid_arguments", response_metadata={"messages": errors})
         external_id = spec.get("external_id")
@@ -1063,6 +1121,32 @@ class FakeSlack(FakeHTTPServer):
                 if existing.get("external_id") == external_id and existing["id"] != replacing:
                     raise SlackError("duplicate_external_id")
         return dict(spec)
+
+    def _image_errors(self, blocks: list[Any], ptr: str) -> list[str]:
+        """What Slack says about images it cannot show: a `slack_file` that is unknown, deleted, not an
+        image it shows (PNG, JPEG, GIF) or not visible to the bot; an `image_url` it cannot download."""
+        errors: list[str] = []
+        for i, block in enumerate(blocks):
+            if not isinstance(block, dict):
+                continue
+            found = [(block, f"{ptr}/{i}")] if block.get("type") == "image" else []
+            if isinstance(block.get("accessory"), dict) and block["accessory"].get("type") == "image":
+                found.append((block["accessory"], f"{ptr}/{i}/accessory"))
+            if block.get("type") == "context":
+                found += [(e, f"{ptr}/{i}/elements/{j}") for j, e in enumerate(block.get("elements") or [])
+                          if isinstance(e, dict) and e.get("type") == "image"]
+            for image, where in found:
+                ref = image.get("slack_file")
+                if isinstance(ref, dict):
+                    record = next((f for f in self._files if not f["deleted"] and (
+                        f["id"] == ref.get("id") or ref.get("url") in (f["url_private"], f["permalink"]))), None)
+                    content = (record or {}).get("content") or b""
+                    shown = content.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8"))
+                    if record is None or not shown:
+                        errors.append(f"[ERROR] invalid slack file [json-pointer:{where}/slack_file]")
+                elif image.get("image_url") in self._unfetchable:
+                    errors.append(f"[ERROR] downloading image failed [json-pointer:{where}/image_url]")
+        return errors
 
     def _all_views(self) -> list[tuple[str, list[dict[str, Any]] | None, dict[str, Any]]]:
         out: list[tuple[str, list[dict[str, Any]] | None, dict[str, Any]]] = []
@@ -1427,6 +1511,10 @@ class FakeSlack(FakeHTTPServer):
                 "thread_ts": params.get("thread_ts"),
                 "alt_txt": upload.alt_txt,
                 "content": upload.data,
+                "url_private": f"https://files.slack.com/files-pri/{self.team_id}-{upload.file_id}/{upload.filename}",
+                "permalink": f"https://{self.team_domain}.slack.com/files/{self.bot_user_id}/{upload.file_id}/"
+                             f"{upload.filename}",
+                "deleted": False,
             }
             self._files.append(record)
             del self._uploads[upload.file_id]
@@ -1445,6 +1533,17 @@ class FakeSlack(FakeHTTPServer):
 
     def _upload(self, request: Request, file_id: str) -> Response:
         with self._cond:
+            self._upload_posts.append({"file_id": file_id, "length": len(request.body)})
+            queue = self._faults.get("upload")
+            if queue:  # only faults aimed at the upload POST ("*" is for Web API methods)
+                fault = queue[0]
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    queue.popleft()
+                wait = fault.retry_after if fault.retry_after is not None else 1
+                headers = {"Retry-After": f"{wait:g}"} if fault.status == 429 else {}
+                self._cond.notify_all()
+                return Response(fault.status if fault.status != 200 else 500, fault.error, headers)
             upload = self._uploads.get(file_id)
             if upload is None or request.method != "POST":
                 return Response(404, "Not Found")

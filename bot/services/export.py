@@ -35,6 +35,11 @@ same schema; created_at is a UTC timestamp), ``openai`` (chat fine-tuning JSONL,
 system = instructions + labels + answer format, user = the input, assistant = the answer as the model
 should write it: the label name, a JSON list of labels, a JSON list of spans with their text, or
 the rewrite).
+
+Projects with image items: every row carries `image` after the text (the reference as imported: the
+path, relative to the import file, or the https:// URL; null for a text item); a fine-tuning line's
+user message holds the item's text and the image (a data: URL of the stored file, or its URL); the hf
+format has an `Image` feature with the stored file's bytes and the reference in `image_ref`.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from bot.core.values import csv_safe
 from bot.services.projects import get_project, spec_of
 from bot.spec import ProjectSpec
 from storage.db import Database
-from storage.models import Assignment, Draft, Item, Label, Member, Project
+from storage.models import Assignment, Draft, Image, Item, Label, Member, Project
 
 __all__ = [
     "ALL_FORMATS",
@@ -84,11 +89,13 @@ __all__ = [
     "export_project",
     "final_rows",
     "format_for_path",
+    "has_images",
     "hf_features",
     "meta_columns",
     "openai_record",
     "raw_rows",
     "split_rows",
+    "stored_image",
     "system_prompt",
     "tokenize",
     "write_rows",
@@ -276,6 +283,27 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(x) else round(x, 6)
 
 
+def has_images(session: Session, project: Project) -> bool:
+    """Whether any item of the project has an image (its exports then carry the `image` column)."""
+    found = select(Item.id).where(Item.project_id == project.id, Item.image.is_not(None)).limit(1)
+    return session.scalar(found) is not None
+
+
+def stored_image(session: Session, project_id: int, external_id: str) -> tuple[str, bytes] | None:
+    """(mime, bytes) of an item's stored image file (None for a text item or an image URL): what a
+    Hugging Face `Image` feature or a vision fine-tuning line needs besides the reference."""
+    row = session.execute(
+        select(Image.mime, Image.data).join(Item, Item.image_id == Image.id)
+        .where(Item.project_id == project_id, Item.external_id == external_id)
+    ).first()
+    return (row[0], bytes(row[1])) if row is not None else None
+
+
+def _with_image(columns: tuple[str, ...], images: bool) -> tuple[str, ...]:
+    """The columns with `image` after the text (`input` / `text`) when the project has image items."""
+    return (*columns[:2], "image", *columns[2:]) if images else columns
+
+
 def final_rows(
     session: Session,
     project: Project,
@@ -286,12 +314,14 @@ def final_rows(
     progress: Progress | None = None,
     chunk_items: int | None = None,
     include_gold: bool = False,
+    images: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """One dict per settled item (`FINAL_COLUMNS`), in item id order, streamed. Gold items (imported
-    or promoted) are counted in `stats.gold` and left out unless `include_gold` (then source "gold")."""
+    """One dict per settled item (`FINAL_COLUMNS`, and `image` when `images`), in item id order,
+    streamed. Gold items (imported or promoted) are counted in `stats.gold` and left out unless
+    `include_gold` (then source "gold")."""
     stats = stats if stats is not None else ExportStats()
     aggregator = _adj().ProjectAggregator(session, project, method)
-    columns = (Item.id, Item.external_id, Item.text, Item.meta, Item.is_gold)
+    columns = (Item.id, Item.external_id, Item.text, Item.meta, Item.is_gold, Item.image)
     adj = _adj()
     for part in adj.iter_item_chunks(session, project.id, adj.SETTLED_STATUSES, columns=columns,
                                      chunk_items=chunk_items or adj.CHUNK_ITEMS):
@@ -320,7 +350,7 @@ def final_rows(
                 strict=True,
             )
         )
-        for item_id, external_id, text, meta, is_gold in part:
+        for item_id, external_id, text, meta, is_gold, image in part:
             stats.items += 1
             row = found.get(item_id)
             if row is None:
@@ -334,7 +364,7 @@ def final_rows(
             if min_confidence is not None and (confidence is None or confidence < min_confidence):
                 stats.below += 1
                 continue
-            yield {
+            out = {
                 "id": external_id,
                 "input": text,
                 "label": value,
@@ -345,21 +375,26 @@ def final_rows(
                 "source": "gold" if is_gold else source,
                 "meta": meta,
             }
+            if images:
+                out["image"] = image
+            yield out
         if progress is not None:
             progress(len(part))
 
 
 def raw_rows(
-    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int | None = None
+    session: Session, project: Project, *, progress: Progress | None = None, chunk_items: int | None = None,
+    images: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """One dict per label of the project (`RAW_COLUMNS`), by item then label id, streamed."""
+    """One dict per label of the project (`RAW_COLUMNS`, and `image` when `images`), by item then label
+    id, streamed."""
     tiers = dict(session.execute(select(Member.id, Member.tier).where(Member.project_id == project.id)).all())
     decode = _adj().KeyDecoder()
-    columns = (Item.id, Item.external_id, Item.text)
+    columns = (Item.id, Item.external_id, Item.text, Item.image)
     adj = _adj()
     for part in adj.iter_item_chunks(session, project.id, None, columns=columns,
                                      chunk_items=chunk_items or adj.CHUNK_ITEMS):
-        items = {r[0]: (r[1], r[2]) for r in part}
+        items = {r[0]: (r[1], r[2], r[3]) for r in part}
         stmt = (
             select(
                 Label.item_id,
@@ -384,9 +419,9 @@ def raw_rows(
         n = 0
         for (item_id, user, member, kind, action, key, shown, draft_key, blind, seconds, counts, correct,
              created) in session.connection().execute(stmt):
-            external_id, text = items[item_id]
+            external_id, text, image = items[item_id]
             n += 1
-            yield {
+            row = {
                 "id": external_id,
                 "input": text,
                 "annotator": user,
@@ -402,6 +437,9 @@ def raw_rows(
                 "correct": _num(correct),
                 "created_at": created,
             }
+            if images:
+                row["image"] = image
+            yield row
         if progress is not None:
             progress(n)
 
@@ -467,11 +505,19 @@ def assistant_content(task: TaskType, value: Any, text: str) -> str:
     return str(value)
 
 
-def openai_record(spec: ProjectSpec, row: dict[str, Any], system: str | None = None) -> dict[str, Any]:
+def openai_record(spec: ProjectSpec, row: dict[str, Any], system: str | None = None,
+                  image_url: str | None = None) -> dict[str, Any]:
+    """A fine-tuning line; an image item's user message holds its text (if any) and the image
+    (`image_url`: a data: URL of the stored file, or the item's https:// URL)."""
+    user: Any = row["input"]
+    if image_url is not None:
+        user = ([{"type": "text", "text": row["input"]}] if row["input"].strip() else []) + [
+            {"type": "image_url", "image_url": {"url": image_url}}
+        ]
     return {
         "messages": [
             {"role": "system", "content": system if system is not None else system_prompt(spec)},
-            {"role": "user", "content": row["input"]},
+            {"role": "user", "content": user},
             {"role": "assistant", "content": assistant_content(spec.task, row["label"], row["input"])},
         ]
     }
@@ -576,15 +622,19 @@ def _table_row(row: dict[str, Any], meta_cols: list[MetaColumn]) -> dict[str, An
     """A final row with the import's names (text) and its metadata spread into columns."""
     out = {k: row[k] for k in TABLE_COLUMNS if k != "text"}
     out["text"] = row["input"]
+    if "image" in row:
+        out["image"] = row["image"]
     meta = row.get("meta") or {}
     for col in meta_cols:
         out[col.name] = meta.get(col.key)
     return out
 
 
-def _parquet_schema(raw: bool, meta_cols: list[MetaColumn] | None = None) -> Any:
+def _parquet_schema(raw: bool, meta_cols: list[MetaColumn] | None = None, images: bool = False) -> Any:
     import pyarrow as pa
 
+    if images:
+        return _parquet_schema(raw, meta_cols).insert(2, pa.field("image", pa.string()))
     s, f, b = pa.string(), pa.float64(), pa.bool_()
     if raw:
         fields = [
@@ -606,11 +656,11 @@ _JSON_TEXT_COLUMNS = {"label", "value", "draft"}
 
 
 def _write_parquet(rows: Iterable[dict[str, Any]], path: Path, raw: bool, meta_cols: list[MetaColumn] | None = None,
-                   batch_rows: int = PARQUET_BATCH_ROWS) -> int:
+                   batch_rows: int = PARQUET_BATCH_ROWS, images: bool = False) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _parquet_schema(raw, meta_cols)
+    schema = _parquet_schema(raw, meta_cols, images)
     names = schema.names
     kinds = {c.name: c.kind for c in meta_cols or []}
     as_text = [name in _JSON_TEXT_COLUMNS or kinds.get(name) in ("json", "str", "null") for name in names]
@@ -704,7 +754,7 @@ def _write_conll(rows: Iterable[dict[str, Any]], fh: IO[str], warnings: list[str
 # --- Hugging Face datasets ------------------------------------------------------------------
 
 
-def hf_features(spec: ProjectSpec) -> Any:
+def hf_features(spec: ProjectSpec, images: bool = False) -> Any:
     """The `datasets.Features` of an hf export: the answer under its import name (label, labels, spans,
     rewrite) with ClassLabel for label names; spans are character offsets (end exclusive)."""
     try:
@@ -730,6 +780,7 @@ def hf_features(spec: ProjectSpec) -> Any:
         "confidence": datasets.Value("float64"), "method": datasets.Value("string"),
         "n_labels": datasets.Value("int64"), "agreement": datasets.Value("float64"),
         "source": datasets.Value("string"), "meta": datasets.Value("string"),
+        **({"image": datasets.Image(), "image_ref": datasets.Value("string")} if images else {}),
     })
 
 
@@ -737,7 +788,8 @@ HF_ANSWER = {TaskType.CLASSIFICATION: "label", TaskType.MULTILABEL: "labels", Ta
              TaskType.REWRITE: "rewrite"}
 
 
-def _hf_record(spec: ProjectSpec, row: dict[str, Any]) -> dict[str, Any]:
+def _hf_record(spec: ProjectSpec, row: dict[str, Any], image: Callable[[dict[str, Any]], Any] | None = None
+               ) -> dict[str, Any]:
     value = row["label"]
     if spec.task is TaskType.SPANS:
         value = [{"start": int(s["start"]), "end": int(s["end"]), "label": s["label"]} for s in value]
@@ -745,16 +797,32 @@ def _hf_record(spec: ProjectSpec, row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"], "text": row["input"], HF_ANSWER[spec.task]: value, "confidence": row["confidence"],
         "method": row["method"], "n_labels": row["n_labels"], "agreement": row["agreement"], "source": row["source"],
         "meta": json.dumps(row["meta"], ensure_ascii=False, default=_json_default) if row["meta"] else None,
+        **({"image": image(row), "image_ref": row.get("image")} if image is not None else {}),
     }
 
 
-def _write_hf(splits: dict[str, list[dict[str, Any]]], out: Path, spec: ProjectSpec) -> None:
-    """A `datasets.DatasetDict` (one Dataset per split) saved with `save_to_disk`."""
-    features = hf_features(spec)
+def _hf_image(session: Session, project_id: int) -> Callable[[dict[str, Any]], Any]:
+    """A row's `Image` feature value: the stored file's bytes (None for a URL image or a text item)."""
+
+    def image(row: dict[str, Any]) -> Any:
+        if not row.get("image"):
+            return None
+        stored = stored_image(session, project_id, row["id"])
+        return {"bytes": stored[1], "path": None} if stored is not None else None
+
+    return image
+
+
+def _write_hf(splits: dict[str, list[dict[str, Any]]], out: Path, spec: ProjectSpec,
+              image: Callable[[dict[str, Any]], Any] | None = None) -> None:
+    """A `datasets.DatasetDict` (one Dataset per split) saved with `save_to_disk`. With image items
+    (`image(row)`): an `Image` feature holding each stored file's bytes (None for an image URL, whose
+    reference stays in `image_ref`)."""
+    features = hf_features(spec, images=image is not None)
     import datasets
 
     parts = {
-        name: datasets.Dataset.from_list([_hf_record(spec, r) for r in rows], features=features)
+        name: datasets.Dataset.from_list([_hf_record(spec, r, image) for r in rows], features=features)
         for name, rows in splits.items()
     }
     bars = datasets.is_progress_bar_enabled()
@@ -768,26 +836,43 @@ def _write_hf(splits: dict[str, list[dict[str, Any]]], out: Path, spec: ProjectS
 
 def write_rows(
     rows: Iterable[dict[str, Any]], path: Path, fmt: str, *, raw: bool = False, spec: ProjectSpec | None = None,
-    meta_cols: list[MetaColumn] | None = None, warnings: list[str] | None = None,
+    meta_cols: list[MetaColumn] | None = None, warnings: list[str] | None = None, images: bool = False,
+    image_url: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> int:
     """Write rows (from `final_rows` or `raw_rows`) to `path` in `fmt`; returns the rows written.
-    Final CSV and Parquet files spread the metadata into `meta_cols` (see `meta_columns`)."""
+    Final CSV and Parquet files spread the metadata into `meta_cols` (see `meta_columns`). `images`:
+    the rows carry the `image` column; `image_url(row)`: the image a fine-tuning line shows."""
     if fmt == "parquet":
-        return _write_parquet(rows, path, raw, meta_cols)
+        return _write_parquet(rows, path, raw, meta_cols, images=images)
     with open(path, "w", encoding="utf-8", newline="") as fh:
         if fmt == "csv":
             if raw:
-                return _write_csv(rows, fh, RAW_COLUMNS)
+                return _write_csv(rows, fh, _with_image(RAW_COLUMNS, images))
             cols = meta_cols or []
-            names = (*TABLE_COLUMNS, *(c.name for c in cols))
+            names = (*_with_image(TABLE_COLUMNS, images), *(c.name for c in cols))
             return _write_csv((_table_row(r, cols) for r in rows), fh, names)
         if fmt == "openai":
             assert spec is not None and not raw
             system = system_prompt(spec)
-            return _write_jsonl((openai_record(spec, r, system) for r in rows), fh)
+            see = image_url or (lambda row: None)
+            return _write_jsonl((openai_record(spec, r, system, see(r)) for r in rows), fh)
         if fmt == "conll":
             return _write_conll(rows, fh, warnings if warnings is not None else [])
         return _write_jsonl(rows, fh)
+
+
+def _image_urls(session: Session, project_id: int) -> Callable[[dict[str, Any]], str | None]:
+    """For a fine-tuning line: the row's image as a data: URL (a stored file) or its https:// URL."""
+    from bot.services.images.files import data_url, for_model
+
+    def url(row: dict[str, Any]) -> str | None:
+        ref = row.get("image")
+        if not ref:
+            return None
+        stored = stored_image(session, project_id, row["id"])
+        return data_url(*for_model(*stored)) if stored is not None else str(ref)
+
+    return url
 
 
 # --------------------------------------------------------------------------------------------
@@ -916,16 +1001,19 @@ def export_project(
             project = get_project(_adj().read_snapshot(s), slug)
             spec = spec_of(project)
             meta_cols: list[MetaColumn] = []
+            images = has_images(s, project)
             if options.raw:
-                rows: Iterable[dict[str, Any]] = raw_rows(s, project, progress=progress, chunk_items=chunk_items)
+                rows: Iterable[dict[str, Any]] = raw_rows(s, project, progress=progress, chunk_items=chunk_items,
+                                                          images=images)
             else:
                 _count_waiting(s, project, stats)
                 if options.fmt in ("csv", "parquet"):
                     meta_cols = meta_columns(s, project, options.include_gold, chunk_items)
                 rows = final_rows(
                     s, project, method=options.method, min_confidence=options.min_confidence, stats=stats,
-                    progress=progress, chunk_items=chunk_items, include_gold=options.include_gold,
+                    progress=progress, chunk_items=chunk_items, include_gold=options.include_gold, images=images,
                 )
+            see = _image_urls(s, project.id) if images else None
             if options.fmt == "hf":
                 listed = list(rows)
                 splits = {"train": listed}
@@ -935,7 +1023,7 @@ def export_project(
                 part = out.with_name(out.name + ".part")
                 parts.append(part)
                 _remove(part)
-                _write_hf(splits, part, spec)
+                _write_hf(splits, part, spec, _hf_image(s, project.id) if images else None)
                 targets = [(part, out, len(listed))]
                 files = [(out / name, len(r)) for name, r in splits.items()]
             elif options.validation is not None:
@@ -944,14 +1032,15 @@ def export_project(
                 for path, chunk in zip(split_paths(out, options.fmt), (train, valid), strict=True):
                     part = path.with_name(path.name + ".part")
                     parts.append(part)
-                    n = write_rows(chunk, part, options.fmt, spec=spec, meta_cols=meta_cols, warnings=warnings)
+                    n = write_rows(chunk, part, options.fmt, spec=spec, meta_cols=meta_cols, warnings=warnings,
+                                   images=images, image_url=see)
                     targets.append((part, path, n))
                 files = [(path, n) for _part, path, n in targets]
             else:
                 part = out.with_name(out.name + ".part")
                 parts.append(part)
                 n = write_rows(rows, part, options.fmt, raw=options.raw, spec=spec, meta_cols=meta_cols,
-                               warnings=warnings)
+                               warnings=warnings, images=images, image_url=see)
                 targets = [(part, out, n)]
                 files = [(out, n)]
         for part, path, _n in targets:

@@ -3,6 +3,10 @@
 Errors name the file, the line (1-based; CSV counts its header as line 1, Parquet counts rows from 1)
 and the field. Re-importing identical rows is a no-op; the same id with different content is an
 error unless `update=True`.
+
+An item may carry an `image` (a path relative to the import file, or an https:// URL) with or without
+`text` (classification and multi-label only): image files are checked by content and stored once per
+content (`bot.services.images`), and queued for upload to the project's workspace.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from sqlalchemy.orm import Session
 from bot.core.enums import ItemStatus, TaskType
 from bot.core.errors import LabelbotError
 from bot.core.values import ValueProblem, canonical_key, csv_unsafe, normalize
+from bot.services.images.files import ImageProblem
+from bot.services.images.store import PRIORITY_GOLD, PRIORITY_ITEM, Catalog, queue_uploads
 from bot.services.predictions import PREDICTION_FIELDS, Prediction, StoreResult, prediction_of, store_predictions
 from bot.services.projects import spec_of
 from bot.spec import ProjectSpec
@@ -188,6 +194,15 @@ class _Row:
     gold_key: str | None = None
     explanation: str | None = None
     prediction: Prediction | None = None
+    image: str | None = None  # the reference as written
+    image_sha: str | None = None  # its content's SHA-256 (files; None for URLs)
+
+
+IMAGE_TASKS = (TaskType.CLASSIFICATION, TaskType.MULTILABEL)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
 GOLD_FIELDS = {
@@ -213,14 +228,16 @@ class _Problems:
 
 
 def _checked(
-    path: Path, spec: ProjectSpec, *, gold: bool, problems: _Problems, progress: Progress | None = None
+    path: Path, spec: ProjectSpec, *, gold: bool, problems: _Problems, progress: Progress | None = None,
+    images: Catalog | None = None,
 ) -> Iterator[_Row]:
     """Read the file and yield every valid row; problems go to `problems`."""
     seen: dict[str, int] = {}
     answer_field = GOLD_FIELDS[spec.task]
-    reserved = {"id", "text"} | ({answer_field, "explanation"} if gold else set(PREDICTION_FIELDS))
+    reserved = {"id", "text", "image"} | ({answer_field, "explanation"} if gold else set(PREDICTION_FIELDS))
     where = problems.where
     err = problems.add
+    images = images if images is not None else Catalog(path.parent)
     count = 0
     for line, row in _read_rows(path):
         count += 1
@@ -236,14 +253,33 @@ def _checked(
         if len(external_id) > MAX_ID_CHARS:
             err(line, f"field 'id' is longer than {MAX_ID_CHARS} characters")
             continue
+        image_ref: str | None = None
+        image_sha: str | None = None
+        raw_image = row.get("image")
+        if not _blank(raw_image):
+            if not isinstance(raw_image, str) or not raw_image.strip():
+                err(line, "field 'image' must be a file path or an https:// URL")
+                continue
+            if spec.task not in IMAGE_TASKS:
+                err(line, f"field 'image': a {spec.task.value} project labels text; images work in "
+                          "classification and multilabel projects")
+                continue
+            try:
+                checked = images.check(raw_image.strip())
+            except ImageProblem as e:
+                err(line, f"field 'image': {e}")
+                continue
+            image_ref, image_sha = checked.ref, checked.info.sha256 if checked.info else None
         text = row.get("text")
-        if text is None or (isinstance(text, float) and math.isnan(text)):
+        if image_ref is not None and (_blank(text) or (isinstance(text, str) and not text.strip())):
+            text = ""  # an image alone
+        elif text is None or (isinstance(text, float) and math.isnan(text)):
             err(line, "field 'text' is missing" if "text" not in row else "field 'text' is empty")
             continue
         if not isinstance(text, str):
             err(line, "field 'text' must be a string")
             continue
-        if not text.strip():
+        if not text.strip() and image_ref is None:
             err(line, "field 'text' is empty")
             continue
         if len(text) > MAX_TEXT_CHARS:
@@ -257,7 +293,7 @@ def _checked(
             continue
         seen[external_id] = line
         meta = {k: _clean(v) for k, v in row.items() if k not in reserved and _clean(v) not in (None, "")}
-        item = _Row(line, external_id, text, meta or None)
+        item = _Row(line, external_id, text, meta or None, image=image_ref, image_sha=image_sha)
         if not gold:
             try:
                 item.prediction = prediction_of(row, spec, text)
@@ -294,11 +330,13 @@ def _checked(
         err(0, "the file has no rows")
 
 
-def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress | None, keep: bool = True) -> list:
+def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress | None, keep: bool = True,
+              images: Catalog | None = None) -> list:
     """Check the whole file. Returns the rows (`keep`) or only their external ids, in file order;
     raises ImportError_ naming every problem (nothing has been written)."""
     problems = _Problems("line" if path.suffix.lower() != ".parquet" else "row")
-    out = [r if keep else r.external_id for r in _checked(path, spec, gold=gold, problems=problems, progress=progress)]
+    out = [r if keep else r.external_id
+           for r in _checked(path, spec, gold=gold, problems=problems, progress=progress, images=images)]
     if problems.total:
         raise ImportError_(str(path), problems.errors, problems.total)
     return out
@@ -317,17 +355,19 @@ class _Stored:
     text: bytes
     meta: bytes
     labels_done: int
+    image: str | None = None
+    image_id: int | None = None
 
 
 def _existing(session: Session, project_id: int, ids: list[str]) -> dict[str, _Stored]:
     """Items already stored under these external ids."""
-    cols = (Item.external_id, Item.id, Item.text, Item.meta, Item.labels_done)
+    cols = (Item.external_id, Item.id, Item.text, Item.meta, Item.labels_done, Item.image, Item.image_id)
     out: dict[str, _Stored] = {}
 
     def keep(rows: Any, wanted: set[str] | None) -> None:
-        for ext, rid, text, meta, done in rows:
+        for ext, rid, text, meta, done, image, image_id in rows:
             if wanted is None or ext in wanted:
-                out[ext] = _Stored(rid, _digest(text), _digest(meta or None), done)
+                out[ext] = _Stored(rid, _digest(text), _digest(meta or None), done, image, image_id)
 
     if len(ids) > 20_000:
         # One scan of the project beats thousands of IN lookups for a large file.
@@ -357,20 +397,24 @@ def import_items(
     # Pass 1 checks the whole file and keeps only the ids; pass 2 reads it again and writes in chunks,
     # so memory stays flat however large the file. An error in pass 2 (an id already imported with
     # other content) raises inside the caller's transaction: nothing is written then either.
-    ids = _validate(path, spec, gold=False, progress=progress, keep=False)
+    images = Catalog(path.parent)
+    ids = _validate(path, spec, gold=False, progress=progress, keep=False, images=images)
     result = ImportResult(str(path), rows=len(ids))
     has_items = session.scalar(select(Item.id).where(Item.project_id == project.id).limit(1)) is not None
     existing = _existing(session, project.id, ids) if has_items else {}
     del ids
+    image_ids = _store_images(images, path, session, now)
+    uploads: list[tuple[int, int]] = []
     errors: list[str] = []
     table = Item.__table__  # Core executemany: no ORM bookkeeping for a bulk load
     batch: list[dict[str, Any]] = []
     problems = _Problems("line")
     predictions: list[tuple[str, Prediction]] = []
-    for r in _checked(path, spec, gold=False, problems=problems):
+    for r in _checked(path, spec, gold=False, problems=problems, images=images):
         if r.prediction is not None:
             predictions.append((r.external_id, r.prediction))
         old = existing.get(r.external_id)
+        image_id = image_ids[r.image_sha] if r.image_sha else None
         if old is None:
             if errors:
                 continue  # the import will be refused: stop collecting rows to write
@@ -378,36 +422,49 @@ def import_items(
                 {
                     "project_id": project.id, "external_id": r.external_id, "text": r.text, "meta": r.meta,
                     "status": ItemStatus.OPEN.value, "slots": spec.redundancy, "labels_done": 0,
-                    "is_gold": False, "created_at": now, "updated_at": now,
+                    "is_gold": False, "image": r.image, "image_id": image_id, "image_error": None,
+                    "created_at": now, "updated_at": now,
                 }
             )
+            if image_id is not None:
+                uploads.append((image_id, PRIORITY_ITEM))
             if len(batch) >= CHUNK:
                 session.execute(insert(table), batch)
                 result.inserted += len(batch)
                 batch = []
             continue
         same_text, same_meta = old.text == _digest(r.text), old.meta == _digest(r.meta)
-        if same_text and same_meta:
+        same_image = old.image == r.image and old.image_id == image_id
+        if same_text and same_meta and same_image:
             result.unchanged += 1
+            if image_id is not None:
+                uploads.append((image_id, PRIORITY_ITEM))  # queued again if it never was for this workspace
             continue
         if not update_existing:
+            what = "text" if not same_text else "image" if not same_image else "metadata"
             errors.append(
-                f"line {r.line}: id {r.external_id!r} is already imported with different "
-                f"{'text' if not same_text else 'metadata'}; use --update to replace it"
+                f"line {r.line}: id {r.external_id!r} is already imported with different {what}; "
+                "use --update to replace it"
             )
             continue
-        if not same_text and old.labels_done:
+        if (not same_text or not same_image) and old.labels_done:
+            what = "text" if not same_text else "image"
             errors.append(
-                f"line {r.line}: id {r.external_id!r} already has {old.labels_done} label(s); its text cannot change"
+                f"line {r.line}: id {r.external_id!r} already has {old.labels_done} label(s); its {what} cannot change"
             )
             continue
-        session.execute(update(Item).where(Item.id == old.id).values(text=r.text, meta=r.meta, updated_at=now))
+        session.execute(update(Item).where(Item.id == old.id).values(
+            text=r.text, meta=r.meta, image=r.image, image_id=image_id,
+            image_error=None if not same_image else Item.image_error, updated_at=now))
+        if image_id is not None:
+            uploads.append((image_id, PRIORITY_ITEM))
         result.updated += 1
     if errors or problems.total:
         raise ImportError_(str(path), (errors + problems.errors)[:MAX_ERRORS], len(errors) + problems.total)
     if batch:
         session.execute(insert(table), batch)
         result.inserted += len(batch)
+    _queue(session, project, uploads, images, now, result)
     if predictions:
         item_ids = _item_ids(session, project.id, [ext for ext, _p in predictions])
         result.predictions = store_predictions(session, project.id, [(item_ids[ext], p) for ext, p in predictions],
@@ -484,6 +541,30 @@ def import_predictions(session: Session, project: Project, path: str | Path, now
     return result
 
 
+def _store_images(images: Catalog, path: Path, session: Session, now: datetime) -> dict[str, int]:
+    """Store the file's images (after the whole file was checked); a file changed since is an error."""
+    try:
+        return images.store(session, now)
+    except (ImageProblem, OSError) as e:
+        raise ImportError_(str(path), [str(e)]) from None
+
+
+def _queue(session: Session, project: Project, uploads: list[tuple[int, int]], images: Catalog, now: datetime,
+           result: ImportResult) -> None:
+    """Queue the new items' images for upload to the project's workspace, and say what happens next."""
+    n = queue_uploads(session, project.team_id, uploads, now) if uploads else 0
+    if n:
+        result.warnings.append(
+            f"{n} image(s) will be uploaded to Slack by the running bot (`labelbot serve`, or now with "
+            f"`labelbot images {project.slug} --upload`); an item is served once its image is uploaded."
+        )
+    if images.unshown_urls:
+        result.warnings.append(
+            f"{images.unshown_urls} image URL(s) do not end in .png, .jpg, .jpeg or .gif: Slack's image blocks "
+            "show PNG, JPEG and GIF only, so check that those URLs serve one of them."
+        )
+
+
 def import_gold(
     session: Session,
     project: Project,
@@ -499,9 +580,12 @@ def import_gold(
     spec = spec_of(project)
     if not path.exists():
         raise ImportError_(str(path), ["no such file"])
-    rows = _validate(path, spec, gold=True, progress=progress)
+    images = Catalog(path.parent)
+    rows = _validate(path, spec, gold=True, progress=progress, images=images)
     result = ImportResult(str(path), rows=len(rows))
     existing = _existing(session, project.id, [r.external_id for r in rows])
+    image_ids = _store_images(images, path, session, now)
+    uploads: list[tuple[int, int]] = []
     gold_by_item = {}
     if existing:
         ids = [v.id for v in existing.values()]
@@ -511,10 +595,12 @@ def import_gold(
     errors: list[str] = []
     for r in rows:
         old = existing.get(r.external_id)
+        image_id = image_ids[r.image_sha] if r.image_sha else None
         if old is None:
             item = Item(
                 project_id=project.id, external_id=r.external_id, text=r.text, meta=r.meta,
-                status=ItemStatus.GOLD, slots=0, labels_done=0, is_gold=True, created_at=now, updated_at=now,
+                status=ItemStatus.GOLD, slots=0, labels_done=0, is_gold=True, image=r.image, image_id=image_id,
+                created_at=now, updated_at=now,
             )
             session.add(item)
             session.flush()
@@ -524,12 +610,19 @@ def import_gold(
                     explanation=r.explanation, source="import", created_at=now,
                 )
             )
+            if image_id is not None:
+                uploads.append((image_id, PRIORITY_GOLD))
             result.inserted += 1
             continue
         rid, done = old.id, old.labels_done
         if old.text != _digest(r.text):
             errors.append(f"line {r.line}: id {r.external_id!r} is already imported with different text")
             continue
+        if old.image != r.image or old.image_id != image_id:
+            errors.append(f"line {r.line}: id {r.external_id!r} is already imported with a different image")
+            continue
+        if image_id is not None:
+            uploads.append((image_id, PRIORITY_GOLD))
         g = gold_by_item.get(rid)
         if g is not None:
             if g.value_key == r.gold_key and (g.explanation or None) == r.explanation:
@@ -564,6 +657,7 @@ def import_gold(
         result.inserted += 1
     if errors:
         raise ImportError_(str(path), errors[:MAX_ERRORS], len(errors))
+    _queue(session, project, uploads, images, now, result)
     session.flush()
     n_gold = session.scalar(select(func.count()).select_from(Gold).where(Gold.project_id == project.id)) or 0
     if n_gold < spec.quiz.size:

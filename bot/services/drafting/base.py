@@ -44,11 +44,20 @@ class DraftingUnavailable(LabelbotError, RuntimeError):
 
 
 @dataclass(frozen=True)
+class ImagePart:
+    """An item's image as the model gets it: a data: URL of the stored file, or the item's https:// URL."""
+
+    url: str
+    sha256: str | None = None  # stored files
+
+
+@dataclass(frozen=True)
 class WorkItem:
     item_id: int
     text: str
     is_gold: bool = False
     gold: Any = None  # the gold answer (only the simulated drafter looks at it)
+    image: ImagePart | None = None
 
 
 @dataclass

@@ -112,7 +112,8 @@ def submit_batch(db: Database, project_slug: str, *, drafter: BaseDrafter | None
             for i in items:
                 line = json.dumps({"custom_id": custom_id(i.item_id, ctx.version), "method": "POST",
                                    "url": "/v1/chat/completions",
-                                   "body": real.request_json(ctx.prompt, ctx.spec, i.text)},
+                                   "body": real.request_json(ctx.prompt, ctx.spec, i.text,
+                                                            image=i.image.url if i.image else None)},
                                   ensure_ascii=False).encode("utf-8") + b"\n"
                 if size + len(line) > BATCH_MAX_BYTES:
                     break

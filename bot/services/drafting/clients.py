@@ -100,6 +100,7 @@ class Drafter(BaseDrafter):
         self._rng = rng or random.Random()
         self._clients: dict[float, openai.OpenAI] = {}
         self._json_mode: set[tuple[str, str]] = set()
+        self._no_images: dict[tuple[str, str], str] = {}  # (base URL, model) -> the server's refusal
         self._lock = threading.Lock()
 
     def model_for(self, spec: ProjectSpec) -> str:
@@ -125,17 +126,31 @@ class Drafter(BaseDrafter):
                 log.info("%s rejects json_schema for %s; drafting in JSON mode", self.base_url, model)
             self._json_mode.add((self.base_url, model))
 
-    def request_json(self, prompt: Prompt, spec: ProjectSpec, text: str, *, json_mode: bool | None = None) -> dict:
-        """The chat-completions request body as sent on the wire (also a Batch API line's body)."""
+    def request_json(self, prompt: Prompt, spec: ProjectSpec, text: str, *, json_mode: bool | None = None,
+                     image: str | None = None) -> dict:
+        """The chat-completions request body as sent on the wire (also a Batch API line's body); `image`
+        (a data: or https:// URL) adds an image content part for an image item."""
         if json_mode is None:
             json_mode = self.json_mode(prompt.model)
         return {
             "model": prompt.model,
-            "messages": messages(prompt, text),
+            "messages": messages(prompt, text, image, spec.llm.image_detail),
             "temperature": spec.llm.temperature,
             "response_format": response_format(prompt, json_mode=json_mode),
             "prompt_cache_key": f"labelbot:{spec.slug}:{prompt.version}",
         }
+
+    def refuses_images(self, model: str) -> str | None:
+        """The server's answer when it refused an image for `model` (it is not asked again), else None."""
+        with self._lock:
+            return self._no_images.get((self.base_url, model))
+
+    def _remember_no_images(self, model: str, message: str) -> None:
+        with self._lock:
+            if (self.base_url, model) not in self._no_images:
+                log.warning("%s refuses images for %s (%s): image items are served without drafts; set "
+                            "llm.model to a vision model", self.base_url, model, message)
+            self._no_images[(self.base_url, model)] = message
 
     def _create_kwargs(self, body: dict[str, Any]) -> dict[str, Any]:
         kwargs = dict(body)
@@ -154,10 +169,16 @@ class Drafter(BaseDrafter):
     def draft(self, prompt: Prompt, spec: ProjectSpec, item: WorkItem) -> Outcome:
         client = self.client(spec.llm.timeout_seconds)
         json_mode = self.json_mode(prompt.model)
+        image = item.image.url if item.image is not None else None
+        if image is not None:
+            refused = self.refuses_images(prompt.model)
+            if refused is not None:
+                return Outcome(status=DraftStatus.ERROR, error_kind="image_refused", attempts=0,
+                               error=f"the server refuses images for {prompt.model}: {refused}")
         attempts = retries = 0
         while True:
             attempts += 1
-            kwargs = self._create_kwargs(self.request_json(prompt, spec, item.text, json_mode=json_mode))
+            kwargs = self._create_kwargs(self.request_json(prompt, spec, item.text, json_mode=json_mode, image=image))
             started = time.perf_counter()
             retry_after: float | None = None
             try:
@@ -176,6 +197,11 @@ class Drafter(BaseDrafter):
                     json_mode = True
                     self._remember_json_mode(prompt.model)
                     continue
+                if image is not None and code in (400, 415, 422) and _about_images(e):
+                    if _model_lacks_vision(e):
+                        self._remember_no_images(prompt.model, _api_message(e))
+                    return Outcome(status=DraftStatus.ERROR, error_kind="image_refused", attempts=attempts,
+                                   error=f"the server refused the image: {message}")
                 kind = status_kind(code)
                 retryable = code in (408, 409, 429) or code >= 500
                 retry_after = _retry_after(e.response)
@@ -220,6 +246,27 @@ def _api_message(e: openai.APIStatusError) -> str:
 def _about_response_format(e: openai.APIStatusError) -> bool:
     text = f"{e.message} {json.dumps(e.body) if e.body is not None else ''}".lower()
     return "response_format" in text or "json_schema" in text
+
+
+def _error_text(e: openai.APIStatusError) -> str:
+    return f"{e.message} {json.dumps(e.body) if e.body is not None else ''}".lower()
+
+
+def _about_images(e: openai.APIStatusError) -> bool:
+    """A 4xx about the image part: the model reads no images, or this image could not be used."""
+    text = _error_text(e)
+    return any(w in text for w in ("image", "vision", "multimodal", "multi-modal", "content type"))
+
+
+_NO_VISION = ("only supported by certain models", "does not support image", "not support image", "not a multimodal",
+              "not multimodal", "vision is not supported", "image input is not supported", "images are not supported",
+              "does not support vision", "invalid content type")
+
+
+def _model_lacks_vision(e: openai.APIStatusError) -> bool:
+    """The refusal is about the model (every image would be refused), not about this one image."""
+    text = _error_text(e)
+    return any(w in text for w in _NO_VISION)
 
 
 def _retry_after(response: Any) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.enums import DraftStatus, ItemStatus
-from bot.services.drafting.base import CHUNK, MAX_ATTEMPTS, MAX_RETRY_AFTER_SECONDS, Outcome, WorkItem
+from bot.services.drafting.base import CHUNK, MAX_ATTEMPTS, MAX_RETRY_AFTER_SECONDS, ImagePart, Outcome, WorkItem
 from bot.services.drafting.prompt import (
     MAX_EXAMPLE_CHARS,
     Example,
@@ -24,7 +24,7 @@ from bot.services.drafting.prompt import (
 from bot.services.predictions import IMPORTED_PREFIX
 from bot.spec import ProjectSpec
 from storage.db import Database
-from storage.models import Draft, Gold, Item, Project
+from storage.models import Draft, Gold, Image, Item, Project
 
 if TYPE_CHECKING:
     from bot.services.drafting.clients import BaseDrafter
@@ -52,13 +52,15 @@ class Context:
 
 def few_shot_gold(session: Session, project_id: int, spec: ProjectSpec) -> list[Example]:
     """The gold items the prompt shows the LLM as worked examples (ids and answers; no texts), a
-    deterministic choice. The labeling loop never uses them as hidden checks: the LLM has seen them."""
+    deterministic choice among short text items (image items are not: the prompt is text). The
+    labeling loop never uses them as hidden checks: the LLM has seen them."""
     if spec.llm.few_shot <= 0:
         return []
     rows = session.execute(
         select(Gold.id, Gold.value)
         .join(Item, Item.id == Gold.item_id)
-        .where(Gold.project_id == project_id, func.length(Item.text) <= MAX_EXAMPLE_CHARS)
+        .where(Gold.project_id == project_id, func.length(Item.text) <= MAX_EXAMPLE_CHARS,
+               Item.image.is_(None))
         .order_by(Gold.id)
     ).all()
     return choose_examples(spec, [Example(gid, "", value) for gid, value in rows])
@@ -121,11 +123,42 @@ def done_filter(ctx: Context, cutoff: datetime, retry_errors: bool = False):
 
 
 def _work_select():
-    return select(Item.id, Item.text, Item.is_gold, Gold.value, Item.slots).outerjoin(Gold, Gold.item_id == Item.id)
+    return select(Item.id, Item.text, Item.is_gold, Gold.value, Item.slots, Item.image, Item.image_id).outerjoin(
+        Gold, Gold.item_id == Item.id
+    )
 
 
 def _to_work(rows: Iterable[Any]) -> list[WorkItem]:
-    return [WorkItem(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+    """Work items; a URL image rides along as is, a stored image file is loaded once claimed (`_with_images`)."""
+    return [
+        WorkItem(r[0], r[1], bool(r[2]), r[3],
+                 image=ImagePart(r[5]) if r[5] is not None and r[6] is None else None)
+        for r in rows
+    ]
+
+
+def _image_ids(session: Session, item_ids: list[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for chunk in chunks(item_ids):
+        found.update(dict(session.execute(
+            select(Item.id, Item.image_id).where(Item.id.in_(chunk), Item.image_id.is_not(None))).all()))
+    return found
+
+
+def _with_images(session: Session, items: list[WorkItem]) -> list[WorkItem]:
+    """The claimed items with their stored image files as data: URLs (as a vision model takes them)."""
+    from bot.services.images.files import data_url, for_model
+
+    by_item = _image_ids(session, [w.item_id for w in items if w.image is None])
+    if not by_item:
+        return items
+    parts: dict[int, ImagePart] = {}
+    for chunk in chunks(sorted(set(by_item.values()))):
+        for image_id, sha, mime, data in session.execute(
+            select(Image.id, Image.sha256, Image.mime, Image.data).where(Image.id.in_(chunk))
+        ):
+            parts[image_id] = ImagePart(data_url(*for_model(mime, bytes(data))), sha)
+    return [replace(w, image=parts.get(by_item[w.item_id])) if w.item_id in by_item else w for w in items]
 
 
 class Demand:
@@ -273,7 +306,7 @@ def claim(db: Database, ctx: Context, source: Any, n: int, now: datetime, simula
                     .execution_options(synchronize_session=False)
                 )
             )
-    return [c for c in cands if c.item_id in got]
+        return _with_images(s, [c for c in cands if c.item_id in got])
 
 
 def mine(ctx: Context, item_ids: list[int], batch_id: str | None = None):

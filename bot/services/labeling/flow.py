@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.core.enums import AssignmentKind, MemberState, TaskType
+from bot.core.enums import AssignmentKind, AssignmentStatus, MemberState, TaskType
 from bot.core.errors import NotFound
 from bot.core.markup import MarkupError, parse, render
 from bot.core.types import (
@@ -21,6 +21,7 @@ from bot.core.types import (
     ChooseProject,
     Editor,
     Guidelines,
+    ImageView,
     Next,
     NotMember,
     QueueDone,
@@ -30,9 +31,10 @@ from bot.core.types import (
     Start,
     Suspended,
 )
+from bot.services.images.serving import image_view, set_aside
 from bot.services.labeling.answers import load_assignment, record_answer
 from bot.services.labeling.entry import entry, resolve_project
-from bot.services.labeling.leases import set_message
+from bot.services.labeling.leases import cancel_assignment, set_message
 from bot.services.labeling.progress import progress_for
 from bot.services.labeling.queue import next_task, queue_busy
 from bot.services.labeling.quiz import next_quiz_question, quiz_summary_lines, start_quiz
@@ -139,6 +141,36 @@ def item_text(db: Database, team_id: str, user_id: str, assignment_id: int) -> s
         item = s.get(Item, assignment.item_id)
         assert item is not None
         return item.text
+
+
+def item_image(db: Database, team_id: str, user_id: str, assignment_id: int) -> ImageView:
+    """The image of the example behind an assignment of this person's ("Show full size")."""
+    with db.read() as s:
+        assignment = load_assignment(s, assignment_id, team_id, user_id)
+        item = s.get(Item, assignment.item_id)
+        project = s.get(Project, assignment.project_id)
+        assert item is not None and project is not None
+        view = image_view(s, item, project.team_id)
+    if view is None:
+        raise NotFound("This example has no image.")
+    return view
+
+
+def image_not_shown(db: Database, now: datetime, assignment_id: int, reason: str) -> str:
+    """Slack refused the example's image (`reason`) when it was posted: the image is set aside (a URL)
+    or uploaded again (a file), and the assignment is closed so that the example goes back to the queue
+    (a quiz question stays: the person comes back to it). Returns what was done, for the log."""
+    with db.session() as s:
+        assignment = s.get(Assignment, assignment_id, with_for_update=True)
+        if assignment is None:
+            return "no assignment"
+        item = s.get(Item, assignment.item_id)
+        project = s.get(Project, assignment.project_id)
+        assert item is not None and project is not None
+        done = set_aside(s, item, project.team_id, reason, now)
+        if assignment.status == AssignmentStatus.OPEN and assignment.kind != AssignmentKind.QUIZ:
+            cancel_assignment(s, assignment, now)
+        return done
 
 
 def guidelines(db: Database, team_id: str, slug: str) -> Guidelines:

@@ -26,6 +26,16 @@ def expire_assignment(session: Session, assignment: Assignment, now: datetime) -
         )
 
 
+def cancel_assignment(session: Session, assignment: Assignment, now: datetime) -> None:
+    """Close an open assignment that cannot be shown (its production slot goes back to the queue)."""
+    assignment.status = AssignmentStatus.CANCELLED
+    assignment.closed_at = now
+    if assignment.kind == AssignmentKind.PRODUCTION:
+        session.execute(
+            update(Item).where(Item.id == assignment.item_id).values(slots=Item.slots + 1, updated_at=now)
+        )
+
+
 def expire_leases(session: Session, now: datetime, limit: int = 500) -> list[tuple[str | None, str | None]]:
     """Return expired production leases to the queue. Returns (channel, ts) of their messages."""
     rows = session.scalars(

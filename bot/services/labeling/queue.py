@@ -16,6 +16,7 @@ from bot.core.enums import (
 )
 from bot.core.types import Task
 from bot.services.drafting.store import few_shot_gold
+from bot.services.images.serving import servable
 from bot.services.labeling.progress import fraction, lock_member
 from bot.services.labeling.tasks import build_task, is_usable, usable_draft
 from bot.services.projects import get_member, spec_of
@@ -55,7 +56,10 @@ def _claim_production(
     3. every partly labeled item, only when the first two find nothing (the end of the queue).
     """
     seen = exists().where(Assignment.item_id == Item.id, Assignment.member_id == member.id)
-    open_ = (Item.project_id == project.id, Item.status == ItemStatus.OPEN, Item.slots > 0)
+    # `servable`: an image item waits until its image is uploaded to the workspace (a column test for
+    # text items, one unique-index probe for image items).
+    open_ = (Item.project_id == project.id, Item.status == ItemStatus.OPEN, Item.slots > 0,
+             servable(project.team_id))
     window = (
         select(Item.id).where(*open_, Item.slots < redundancy).order_by(Item.slots, Item.id).limit(CLAIM_WINDOW)
     )
@@ -88,7 +92,8 @@ def queue_busy(session: Session, project: Project, user_id: str) -> bool:
     if member is None:
         return False
     seen = exists().where(Assignment.item_id == Item.id, Assignment.member_id == member.id)
-    waiting = select(Item.id).where(Item.project_id == project.id, Item.status == ItemStatus.OPEN, ~seen).limit(1)
+    waiting = select(Item.id).where(Item.project_id == project.id, Item.status == ItemStatus.OPEN, ~seen,
+                                    servable(project.team_id)).limit(1)
     return session.scalar(waiting) is not None
 
 
@@ -100,7 +105,7 @@ def _claim_escalated(session: Session, project: Project, member: Member, dialect
     )
     q = (
         select(Item)
-        .where(Item.project_id == project.id, Item.status == ItemStatus.ESCALATED, ~taken)
+        .where(Item.project_id == project.id, Item.status == ItemStatus.ESCALATED, ~taken, servable(project.team_id))
         .order_by(Item.updated_at, Item.id)
         .limit(1)
     )
@@ -115,7 +120,7 @@ def _pick_honeypot(session: Session, project: Project, spec: ProjectSpec, member
         Assignment.member_id == member.id,
         Assignment.kind == AssignmentKind.HONEYPOT,
     )
-    conditions = [Gold.project_id == project.id, ~seen]
+    conditions = [Gold.project_id == project.id, ~seen, servable(project.team_id)]
     examples = [ex.gold_id for ex in few_shot_gold(session, project.id, spec)]
     if examples:
         conditions.append(Gold.id.notin_(examples))

@@ -18,6 +18,7 @@ from bot.core.enums import AssignmentKind, AssignmentStatus, ItemStatus, MemberS
 from bot.core.errors import Refused
 from bot.core.types import Feedback, Task
 from bot.core.values import canonical_key, display
+from bot.services.images.serving import servable
 from bot.services.labeling.tasks import build_task
 from bot.services.projects import ensure_member, spec_of
 from bot.spec import ProjectSpec
@@ -38,7 +39,10 @@ def _running(session: Session, member: Member) -> QuizAttempt | None:
 def _draw(session: Session, project: Project, spec: ProjectSpec, member: Member, size: int, seed: int) -> list[int]:
     """Gold items balanced across answers (round-robin by gold label), unseen before seen."""
     rows = session.execute(
-        select(Gold.item_id, Gold.value_key).where(Gold.project_id == project.id).order_by(Gold.item_id)
+        select(Gold.item_id, Gold.value_key)
+        .join(Item, Item.id == Gold.item_id)
+        .where(Gold.project_id == project.id, servable(project.team_id))
+        .order_by(Gold.item_id)
     ).all()
     seen = set(
         session.scalars(
@@ -108,6 +112,15 @@ def start_quiz(session: Session, project: Project, user_id: str, now: datetime, 
                 "a lead needs to import more gold (`labelbot gold`)."
             )
         size = n_gold
+    shown = session.scalar(
+        select(func.count()).select_from(Gold).join(Item, Item.id == Gold.item_id)
+        .where(Gold.project_id == project.id, servable(project.team_id))
+    ) or 0
+    if shown < size:  # gold pictures still on their way to Slack
+        raise Refused(
+            f"The *{project.name}* quiz is not ready yet: {n_gold - shown} of its gold pictures are still being "
+            "uploaded to Slack. Try `/label quiz` again in a few minutes."
+        )
     rounds = session.scalar(select(func.count()).select_from(QuizAttempt).where(QuizAttempt.member_id == member.id))
     seed = seed if seed is not None else int(now.timestamp()) ^ member.id
     item_ids = _draw(session, project, spec, member, size, seed)

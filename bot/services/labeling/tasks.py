@@ -13,6 +13,7 @@ from bot.core.enums import (
     DraftStatus,
 )
 from bot.core.types import Task
+from bot.services.images.serving import image_view
 from bot.services.labeling.progress import progress_for
 from bot.services.predictions import IMPORTED_PREFIX, is_imported
 from bot.spec import ProjectSpec
@@ -69,6 +70,7 @@ def build_task(
         text=item.text,
         kind=assignment.kind,
         blind=assignment.blind,
+        image=image_view(session, item, project.team_id),
     )
     if assignment.draft_shown and is_usable(draft):
         task.draft_value = draft.value
