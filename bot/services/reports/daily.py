@@ -106,6 +106,7 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
 
 
 def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, day: date, now: datetime) -> RunOutcome:
+    from bot.blocks.guidelines import with_suggest_button
     from bot.blocks.report import summary_blocks, summary_text
     from bot.services.reports.chart import report_chart
 
@@ -116,7 +117,8 @@ def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, da
         data = report.to_json()
         title = f"Daily summary: {report.name}"
         response = client.chat_postMessage(
-            channel=channel, blocks=summary_blocks(data, title=title), text=summary_text(data, title=title)
+            channel=channel, blocks=with_suggest_button(summary_blocks(data, title=title), slug),
+            text=summary_text(data, title=title),
         )
         ts = response.get("ts")
         channel_id = response.get("channel") or channel
