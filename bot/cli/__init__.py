@@ -14,6 +14,7 @@ import click
 
 COMMAND_MODULES = (
     "bot.cli.projects", "bot.cli.serve", "bot.cli.drafting", "bot.cli.report", "bot.cli.export", "bot.cli.demo",
+    "bot.cli.guidelines",
 )
 
 
