@@ -320,15 +320,15 @@ def agreement_change(
         return AgreementChange(measure, m0, m1, Measure.na(why), "too_early", f"Too early to tell: {why}{who}.",
                                people)
     if not (m0.ok and m1.ok):
-        why = m0.reason if not m0.ok else m1.reason
-        return AgreementChange(measure, m0, m1, Measure.na(str(why)), "unclear",
-                               f"No verdict: {name} is {why}{who}.", people)
+        reason = str(m0.reason if not m0.ok else m1.reason)
+        return AgreementChange(measure, m0, m1, Measure.na(reason), "unclear",
+                               f"No verdict: {name} is {reason}{who}.", people)
     diff = r1 - r0
     diff = diff[np.isfinite(diff)]
     lo, hi = (np.quantile(diff, [0.025, 0.975]) if diff.size >= 2 else (None, None))
     delta = Measure(value=p1 - p0, n=n0 + n1, ci_low=lo, ci_high=hi,
                     note=f"item bootstrap, {n_boot} resamples per version")
-    span = f"{_signed(measure, delta.value)}" + (
+    span = f"{_signed(measure, p1 - p0)}" + (
         f", 95% CI {_signed(measure, lo, False)} to {_signed(measure, hi, False)}"
         if lo is not None and hi is not None else ""
     )
@@ -409,7 +409,7 @@ def pair_change(before: pd.DataFrame, after: pd.DataFrame, first: str, second: s
     diff = (r1 - r0)[np.isfinite(r1 - r0)] if r0.size and r1.size else np.empty(0)
     lo, hi = (np.quantile(diff, [0.025, 0.975]) if diff.size >= 2 else (None, None))
     delta = Measure(value=p1.value - p0.value, n=p0.pairs + p1.pairs, ci_low=lo, ci_high=hi)
-    span = f"{_signed('percent', delta.value)}" + (
+    span = f"{_signed('percent', p1.value - p0.value)}" + (
         f", 95% CI {_signed('percent', lo, False)} to {_signed('percent', hi, False)}"
         if lo is not None and hi is not None else ""
     )

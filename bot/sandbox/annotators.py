@@ -492,16 +492,17 @@ class Annotator:
 
     def read_guidelines(self, message: dict[str, Any]) -> int | None:
         """Click the Guidelines button of `message` and read the version in the modal (and the text)."""
-        before = len(self.fake.views_open(self.persona.user_id))
+        def opened() -> dict[str, Any] | None:
+            stack = self.fake.views_open(self.persona.user_id)
+            top = stack[-1] if stack else None
+            return top if top is not None and top.get("callback_id") == "label.guidelines_modal" else None
+
         self.driver.click(message, "label.guidelines")
         try:
-            view = self.fake.wait_for(
-                lambda: (stack := self.fake.views_open(self.persona.user_id)) and len(stack) >= max(before, 1)
-                and stack[-1].get("callback_id") == "label.guidelines_modal" and stack[-1],
-                timeout=self.wait_seconds,
-            )
+            view = self.fake.wait_for(opened, timeout=self.wait_seconds)
         except AssertionError:
             return None
+        assert view is not None
         version = None
         for block in view.get("blocks") or []:
             text = _texts(block)

@@ -160,7 +160,8 @@ def gather(session: Session, project: Project, spec: ProjectSpec, *, current: in
     task = spec.task
     bounds = version_bounds(session, project.id)
     frame = answers_frame(session, project.id, current, bounds)
-    scope, scope_version, note = f"version {current}", current, None
+    scope, note = f"version {current}", None
+    scope_version: int | None = current
     items_now = _items(frame)
     if items_now < rev.MIN_ITEMS and current > 1:
         scope, scope_version = "all versions", None
