@@ -430,5 +430,10 @@ def test_report_shows_agreement_per_version(database: Database) -> None:
     assert change["pairs"][0]["first"] == "bug" and change["pairs"][0]["verdict"] == "helped"
     text = build_report(database, SLUG, since=T0, until=p.tick(), now=p.at).to_text()
     assert "Agreement by guideline version" in text and "Version 2 helped:" in text
+    from bot.services.reports.chart import report_chart, report_figure
+
+    assert len(report_figure(data).axes) == 4  # a panel per guideline version once there is a revision
+    assert report_chart(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(report_figure({**data, "agreement_by_guidelines": [v1]}).axes) == 3
     assert f"v1 (since {T0:%Y-%m-%d}): α {v1['krippendorff_alpha']:.2f}" in text
 
