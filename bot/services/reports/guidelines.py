@@ -4,7 +4,8 @@ revision helped.
 Each version is measured over its whole life (not only the report's window: a revision is judged on
 everything answered under it), on comparable items: counting production answers given under that
 version, agreement only between people who read the same version (`bot.quality.revision`). The newest
-`MAX_ROWS` answers of a version are used, so the cost stays bounded on big projects.
+`REPORT_ROWS` answers of a version are used (about 5,000 items at 3 answers each: the intervals are then
+about ±0.02 wide), so the cost stays bounded on big projects; `sampled` says when a version has more.
 
 Entry per version: {version, since, until, current, author, labels, items, krippendorff_alpha, ci,
 percent, percent_ci, confused_pairs, change, sampled, reasons}; `change` compares it with the version
@@ -21,13 +22,14 @@ from sqlalchemy.orm import Session
 
 from bot.core.enums import TaskType
 from bot.quality import revision as rev
-from bot.services.guidelines.evidence import MAX_ROWS, answers_frame, version_bounds
+from bot.services.guidelines.evidence import answers_frame, version_bounds
 from bot.services.guidelines.suggest import suggestion_stats
 from bot.spec import ProjectSpec
 from storage.models import GuidelineVersion, Project
 
 N_BOOT = 1000
 TOP_PAIRS = 3
+REPORT_ROWS = 15_000  # newest answers per version (bench/guidelines.py: the section's cost levels off)
 
 
 def agreement_by_guidelines(session: Session, project: Project, spec: ProjectSpec, *,
@@ -43,7 +45,7 @@ def agreement_by_guidelines(session: Session, project: Project, spec: ProjectSpe
     out: list[dict[str, Any]] = []
     previous: pd.DataFrame | None = None
     for version in versions:
-        frame = answers_frame(session, project.id, version, bounds)
+        frame = answers_frame(session, project.id, version, bounds, limit=REPORT_ROWS)
         since, until = bounds.get(version, (project.created_at, None))
         stats = rev.version_agreement(frame, top=TOP_PAIRS, n_boot=n_boot, seed=version)
         reasons: dict[str, str] = {}
@@ -58,11 +60,11 @@ def agreement_by_guidelines(session: Session, project: Project, spec: ProjectSpe
         if previous is not None:
             versions_pair = (version - 1, version)
             overall = rev.agreement_change(previous, frame, versions=versions_pair, measure=measure,
-                                           n_boot=2 * n_boot, seed=version)
+                                           n_boot=n_boot, seed=version)
             # Where the revision was aimed: the pairs most confused under the version it revised.
             before, after, _ = rev.same_people(previous, frame)
             top = rev.version_agreement(previous, top=TOP_PAIRS, n_boot=0).confused if categorical else []
-            aimed = [rev.pair_change(before, after, c.first, c.second, versions=versions_pair, n_boot=2 * n_boot,
+            aimed = [rev.pair_change(before, after, c.first, c.second, versions=versions_pair, n_boot=n_boot,
                                      seed=version) for c, _pair in top]
             verdict, sentence = rev.plain_verdict(version, overall, aimed)
             change = {**overall.to_dict(), "overall_verdict": overall.verdict, "verdict": verdict,
@@ -85,7 +87,7 @@ def agreement_by_guidelines(session: Session, project: Project, spec: ProjectSpe
                 {**c.to_dict(), "agreement": pair.value, "pairs": pair.pairs} for c, pair in stats.confused
             ],
             "change": change,
-            "sampled": len(frame) >= MAX_ROWS,
+            "sampled": len(frame) >= REPORT_ROWS,
             "reasons": reasons,
         })
         previous = frame
