@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.blocks.guidelines import notice_message
 from bot.blocks.labeling import expired_message
 from bot.core import logctx
 from bot.deps import Deps
 from bot.services import drafting, images, reports, webhooks
+from bot.services.guidelines import notices
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
 from storage.locks import once_per_period
@@ -73,6 +75,38 @@ def deliver_webhooks(deps: Deps) -> None:
     webhooks.deliver_due(deps.db, deps.clock.now)
 
 
+def send_guideline_notices(deps: Deps, version_id: int | None = None, *, max_batches: int = 20) -> int:
+    """DM every qualified annotator once about a new guideline version (of `version_id`, or any still
+    pending). Each notice is claimed before it is sent, so replicas and the publishing handler never
+    both send it; a failed send is retried by a later run. Returns how many were sent."""
+    sent = 0
+    for _ in range(max_batches):
+        batch = notices.claim(deps.db, deps.clock.now(), version_id=version_id)
+        for notice in batch:
+            client = deps.workspace_client(notice.team_id)
+            if client is None:
+                notices.failed(deps.db, notice.id, f"no Slack client for workspace {notice.team_id}")
+                continue
+            text, blocks = notice_message(notice)
+            try:
+                channel = client.conversations_open(users=notice.user_id)["channel"]["id"]
+                response = client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            except Exception as e:  # one annotator's DM failing must not stop the others
+                notices.failed(deps.db, notice.id, f"{type(e).__name__}: {e}")
+                continue
+            notices.sent(deps.db, notice.id, deps.clock.now(), channel=response.get("channel") or channel,
+                         ts=response.get("ts"))
+            sent += 1
+        if len(batch) < notices.BATCH:
+            break
+    return sent
+
+
+def guideline_notices(deps: Deps) -> None:
+    """Send the DMs about new guideline versions still pending (e.g. published with the CLI)."""
+    send_guideline_notices(deps)
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -91,4 +125,5 @@ JOBS: tuple[Job, ...] = (
     Job("expire_leases", expire_old_leases, {"seconds": 30}),
     Job("low_confidence", escalate_low_confidence, {"minutes": 5}),
     Job("webhooks.deliver", deliver_webhooks, {"seconds": webhooks.DELIVER_INTERVAL_SECONDS}, at_start=True),
+    Job("guidelines.notices", guideline_notices, {"seconds": 30}, at_start=True),
 )

@@ -133,7 +133,8 @@ class LabelingHandlers:
         except LabelbotError as err:
             self.out.tell(client, body, str(err))
             return
-        client.views_open(trigger_id=body["trigger_id"], view=ui.guidelines_modal(g.name, g.instructions, g.labels))
+        client.views_open(trigger_id=body["trigger_id"], view=ui.guidelines_modal(
+            g.name, g.instructions, g.labels, version=g.version, published_at=g.published_at, changes=g.changes))
 
     def starting(self, *, quiz: bool) -> Listener:
         """The Start labeling / Take quiz buttons."""

@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import report as ui
 from bot.blocks.access import denied, with_usage
+from bot.blocks.guidelines import with_suggest_button
 from bot.core.types import LeadOf
 from bot.deps import Deps
 from bot.services.access import project_for_lead
@@ -58,7 +59,8 @@ class ReportHandlers:
             report = report_for(self.deps.db, chosen.slug, days, self.deps.clock.now())
             data = report.to_json()
             title = f"Quality report: {report.name}"
-            respond(blocks=ui.summary_blocks(data, title=title), text=ui.summary_text(data, title=title),
+            blocks = with_suggest_button(ui.summary_blocks(data, title=title), chosen.slug)
+            respond(blocks=blocks, text=ui.summary_text(data, title=title),
                     response_type="ephemeral", replace_original=False)
         except Exception:
             logger.exception("report of %s for %s failed", chosen.slug, user)

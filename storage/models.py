@@ -110,6 +110,8 @@ class Project(Base):
     task: Mapped[TaskType] = mapped_column(EnumText(TaskType))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # The guideline version in force (its text is spec["instructions"]); history in guideline_versions.
+    guideline_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -300,6 +302,8 @@ class Label(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
     counts: Mapped[bool] = mapped_column(Boolean)
     correct: Mapped[float | None] = mapped_column(Float)  # score against gold, for quiz and hidden checks
+    # The project's guideline version when the answer was given (NULL: before versions existed, i.e. 1).
+    guideline_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
 
 
@@ -347,6 +351,71 @@ class BatchJob(Base):
     requests: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     collected_at: Mapped[datetime | None]
+
+
+class GuidelineSuggestion(Base):
+    """A proposed revision of a project's guidelines, built from where people disagree (the evidence),
+    written by the LLM or as a template; `error_kind` records an LLM failure (the template was used)."""
+
+    __tablename__ = "guideline_suggestions"
+    __table_args__ = (Index("ix_guideline_suggestions_project", "project_id", "id"),)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    based_on: Mapped[int] = mapped_column(Integer)  # the guideline version it revises
+    requested_by: Mapped[str] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(16))  # llm | template | simulated
+    model: Mapped[str | None] = mapped_column(String(200))
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    changes: Mapped[Any] = mapped_column(JSON)  # list of short sentences: what the proposal changes
+    evidence: Mapped[Any] = mapped_column(JSON)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime]
+
+
+class GuidelineVersion(Base):
+    """One published version of a project's guidelines (version 1: the instructions it was created with)."""
+
+    __tablename__ = "guideline_versions"
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    summary: Mapped[Any] = mapped_column(JSON)  # list of short lines: what changed (sent to the annotators)
+    author: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(16))  # spec | slack | cli
+    suggestion_id: Mapped[int | None] = mapped_column(
+        ForeignKey("guideline_suggestions.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime]
+
+
+class GuidelineNotice(Base):
+    """The one DM a qualified annotator gets about a new guideline version; claimed before sending so
+    that replicas and retries send it once."""
+
+    __tablename__ = "guideline_notices"
+    __table_args__ = (
+        UniqueConstraint("version_id", "member_id"),
+        Index("ix_guideline_notices_status", "status", "id"),
+    )
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("guideline_versions.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
 
 
 class ProcessedEvent(Base):

@@ -17,7 +17,7 @@ from bot.services.importer import import_gold, import_items
 from bot.services.projects import create_project
 from bot.spec import load_spec
 from storage.db import Database
-from storage.models import Draft, Item, Label
+from storage.models import Draft, Gold, Item, Label
 
 FINAL_KEYS = {"id", "input", "label", "confidence", "method", "n_labels", "agreement", "source", "meta"}
 RAW_KEYS = {"id", "input", "annotator", "kind", "action", "value", "draft_shown", "blind", "seconds", "counts"}
@@ -115,6 +115,29 @@ def test_anchored_people_accept_wrong_drafts_careful_ones_correct_them() -> None
     assert careful[("choose", "billing")] == 400
 
 
+def test_people_confuse_bug_and_how_to_less_under_the_revised_guidelines() -> None:
+    import random
+
+    from bot.sandbox.annotators import PAIR_CONFUSION, PAIR_CONFUSION_REVISED, Mind
+
+    key = AnswerKey.from_files(DEMO_DATA / "items.jsonl", DEMO_DATA / "answers.jsonl", DEMO_DATA / "gold.jsonl")
+    bug = next(r["text"] for r, a in zip(_rows(DEMO_DATA / "items.jsonl"), _rows(DEMO_DATA / "answers.jsonl"),
+                                          strict=True)
+               if a["label"] == "bug" and not a.get("ambiguous") and r.get("lang", "en") == "en")
+    labels = ["billing", "bug", "how_to"]
+
+    def how_to_share(version: int, kind: str = "label") -> float:
+        person = Persona("U1", "p", accuracy=1.0, accept_bias=0.0, skip_rate=0.0, doubt=0.0)
+        mind = Mind(person, key, random.Random(3))
+        mind.guideline_version = version
+        shown = Shown(ts="1.1", kind=kind, text=bug, labels=labels, choose={})
+        return sum(mind.decide(shown).label == "how_to" for _ in range(2000)) / 2000
+
+    assert how_to_share(1) == pytest.approx(PAIR_CONFUSION[1], abs=0.04)
+    assert how_to_share(2) == pytest.approx(PAIR_CONFUSION_REVISED, abs=0.02)
+    assert how_to_share(1, kind="quiz") == 0.0  # the quiz has feedback; the confusion is in production
+
+
 def test_personas_spread_around_the_accuracy_with_one_expert() -> None:
     people = make_personas(6, 0.85, 0.6, seed=7)
     assert [p.expert for p in people] == [False] * 6 + [True]
@@ -147,12 +170,19 @@ def test_small_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "[plain text] <!channel> URGENT" in out  # the example message: hostile markup stays text
     assert "Draft (simulated drafter (demo): not a real model)" in out
     assert "Next steps" in out and "app_manifest.yml" in out
+    # one guideline revision after day 1, published in Slack from the suggestion, measured per version
+    assert "The guideline revision after day 1" in out and "Proposed by the simulated writer (demo)" in out
+    assert "of the guidelines of Support ticket intents is published" in out
+    assert "read the new guidelines (version 2)" in out
 
     report = (folder / "report.txt").read_text(encoding="utf-8")
     assert report.startswith("NOTE: Drafts in this demo come from the simulated drafter (demo)")
     assert "Agreement" in report and "Per annotator" in report
     data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     assert data["project"] == "support-intents"
+    assert [v["version"] for v in data["agreement_by_guidelines"]] == [1, 2]
+    assert data["agreement_by_guidelines"][1]["current"] and data["agreement_by_guidelines"][1]["change"]
+    assert "Agreement by guideline version" in report
 
     png = (folder / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
@@ -172,11 +202,15 @@ def test_small_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     db = Database(f"sqlite:///{folder / DB_NAME}")
     try:
         with db.read() as s:
-            assert s.scalar(select(func.count()).select_from(Item).where(Item.is_gold.is_(False))) == 30
+            promoted = s.scalar(select(func.count()).select_from(Gold).where(Gold.source == "promoted"))
+            # the 30 items imported; expert decisions quoted by the revision may have become gold
+            assert s.scalar(select(func.count()).select_from(Item).where(Item.is_gold.is_(False))) + promoted == 30
             kinds = Counter(s.scalars(select(Label.kind)))
             assert kinds["quiz"] >= 30 and kinds["production"] >= 60
             assert s.scalar(select(func.count()).select_from(Draft).where(Draft.simulated.is_(False))) == 0
             actions = Counter(s.scalars(select(Label.action).where(Label.kind == "production")))
             assert actions["accept"] and (actions["reject"] or actions["manual"])
+            versions = Counter(s.scalars(select(Label.guideline_version).where(Label.kind == "production")))
+            assert versions[1] and versions[2]  # day 1 under version 1, day 2 under version 2
     finally:
         db.dispose()

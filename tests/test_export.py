@@ -276,7 +276,8 @@ def test_raw_has_every_label(database, clock, tmp_path):
         n = s.scalar(select(func.count()).select_from(Label))
     assert len(rows) == result.rows == n == 19
     assert set(rows[0]) == {"id", "input", "annotator", "tier", "kind", "action", "value", "draft_shown", "draft",
-                            "blind", "seconds", "counts", "correct", "created_at"}
+                            "blind", "seconds", "counts", "correct", "guideline_version", "created_at"}
+    assert {r["guideline_version"] for r in rows} == {1}
     honeypot = next(r for r in rows if r["kind"] == "honeypot")
     assert (honeypot["id"], honeypot["value"], honeypot["correct"], honeypot["counts"]) == ("g1", "bug", 0.0, False)
     skip = next(r for r in rows if r["action"] == "skip")

@@ -21,6 +21,10 @@ class Action(StrEnum):
     GUIDELINES = "label.guidelines"
     START = "label.start"  # "Start labeling" (Home tab, project picker)
     QUIZ_START = "quiz.start"
+    SUGGEST_REVISION = "guidelines.suggest"  # "Suggest a guideline revision" (reports, for leads)
+    REVISION_TEXT = "guidelines.text"  # the modal's inputs (state only)
+    REVISION_SUMMARY = "guidelines.summary"
+    REVISION_PROMOTE = "guidelines.promote"
 
 
 CHOOSE_RE = re.compile(r"^label\.choose:\d+$")
@@ -31,6 +35,9 @@ class View(StrEnum):
     FULL_TEXT = "label.full_text_modal"
     FULL_IMAGE = "label.full_image_modal"
     GUIDELINES = "label.guidelines_modal"
+    REVISION_WAIT = "guidelines.wait_modal"  # while the suggestion is written
+    REVISION = "guidelines.revision_modal"  # edit and publish
+    REVISION_DONE = "guidelines.published_modal"
 
 
 class Block(StrEnum):
@@ -46,7 +53,17 @@ class Block(StrEnum):
     PROGRESS = "lb.progress"
     EDIT_INPUT = "lb.edit_input"
     RECORD = "lb.record"
+    REVISION_PART = "gl.part"  # suffixed ":<n>" for part n of the guidelines' text
+    REVISION_SUMMARY = "gl.summary"
+    REVISION_PROMOTE = "gl.promote"
+    SUGGEST = "gl.suggest"  # the actions block with the suggest button in a report
+    NOTICE = "gl.notice"  # the DM about a new guideline version
 
 
 def choose_id(index: int) -> str:
     return f"{Action.CHOOSE}:{index}"
+
+
+def part_id(number: int) -> str:
+    """The block id of part `number` (from 1) of the guidelines' text in the revision modal."""
+    return f"{Block.REVISION_PART}:{number}"

@@ -7,8 +7,11 @@ off, or escaped mrkdwn, and cut to Slack's limits.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from bot.blocks.guidelines import version_blocks
 from bot.blocks.ids import Action, Block, View, choose_id
 from bot.blocks.text import (
     BUTTON_TEXT_MAX,
@@ -422,8 +425,10 @@ def full_image_modal(image: ImageView) -> dict[str, Any]:
             "close": plain("Close", 24), "blocks": blocks}
 
 
-def guidelines_modal(project_name: str, instructions: str, labels: list[tuple[str, str]]) -> dict[str, Any]:
-    blocks: list[dict[str, Any]] = [header(project_name)]
+def guidelines_modal(project_name: str, instructions: str, labels: list[tuple[str, str]], *, version: int = 1,
+                     published_at: datetime | None = None, changes: Sequence[str] = ()) -> dict[str, Any]:
+    """The guidelines in force: the version (and what changed in it, from version 2), text, labels."""
+    blocks: list[dict[str, Any]] = [header(project_name), *version_blocks(version, published_at, changes)]
     body = instructions or "No written instructions yet."
     for i in range(0, min(len(body), 20 * SECTION_TEXT_MAX), SECTION_TEXT_MAX):
         blocks.append(section_plain(body[i : i + SECTION_TEXT_MAX]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.access import LeadCommand
+from bot.blocks.guidelines import suggestion_line, version_lines
 from bot.blocks.text import (
     ELLIPSIS,
     FIELD_TEXT_MAX,
@@ -151,6 +152,9 @@ def summary_blocks(data: dict[str, Any], *, title: str | None = None, max_rows: 
     blocks.append(_section("*Drafts*", _draft_lines(drafts)))
     blocks.append(_section("*Drift and anchoring*", _drift_lines(drift)))
     blocks.append(_section("*LLM as an annotator*", _llm_lines(llm)))
+    versions = _version_lines(data, escape=True)
+    if versions:
+        blocks.append(_section("*Agreement by guideline version*", versions))
 
     people = _people_lines(data)
     if people:
@@ -280,6 +284,15 @@ def _model_lines(by_model: dict[str, Any], limit: int = 5) -> list[str]:
     return lines
 
 
+def _version_lines(data: dict[str, Any], *, escape: bool) -> list[str]:
+    """`agreement_by_guidelines` and the guideline suggestions (`bot.blocks.guidelines`)."""
+    lines = version_lines(data.get("agreement_by_guidelines") or [], escape=escape)
+    made = suggestion_line(data.get("guideline_suggestions"))
+    if made:
+        lines.append(_e(made, 600) if escape else made)
+    return lines
+
+
 def _n(detail: dict[str, Any] | None) -> str:
     return f" (n={detail['n']:,})" if detail and detail.get("n") else ""
 
@@ -393,6 +406,10 @@ def report_text(data: dict[str, Any]) -> str:
     out += [f"  {line}" for line in _plain(_drift_lines(data.get("drift", {})))]
     out.append("LLM as an annotator")
     out += [f"  {line}" for line in _plain(_llm_lines(data.get("llm", {})))]
+    versions = _version_lines(data, escape=False)
+    if versions:
+        out.append("Agreement by guideline version (each version over its whole life)")
+        out += [f"  {line}" for line in versions]
     people = _plain(_people_lines(data))
     if people:
         out.append("People and drafting")

@@ -14,7 +14,7 @@ import click
 
 COMMAND_MODULES = (
     "bot.cli.projects", "bot.cli.serve", "bot.cli.doctor", "bot.cli.drafting", "bot.cli.report", "bot.cli.export",
-    "bot.cli.demo", "bot.cli.webhooks", "bot.cli.images",
+    "bot.cli.demo", "bot.cli.webhooks", "bot.cli.images", "bot.cli.guidelines",
 )
 
 

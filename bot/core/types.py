@@ -180,6 +180,9 @@ class Guidelines:
     name: str
     instructions: str
     labels: list[tuple[str, str]]
+    version: int = 1  # the guideline version in force
+    published_at: datetime | None = None
+    changes: list[str] = field(default_factory=list)  # what changed in this version (version 2 on)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -36,6 +36,11 @@ CONFUSIONS: dict[str, list[str]] = {
     "how_to": ["feature_request", "bug", "billing"],
     "cancellation": ["billing", "account_access"],
 }
+# The pair the demo's first guidelines leave unclear ("is it broken, or are they using it wrong?"): people
+# mix the two up this often under each guideline version they have read, until a revision clarifies it.
+CONFUSED_PAIR: tuple[str, str] = ("bug", "how_to")
+PAIR_CONFUSION: dict[int, float] = {1: 0.4}
+PAIR_CONFUSION_REVISED = 0.05  # under any later version
 PREFIX_CHARS = 160
 WAIT_SECONDS = 15.0  # how long a person waits for the bot before typing the command again
 
@@ -363,14 +368,27 @@ class Mind:
         self.key = key
         self.rng = rng
         self.unknown_texts = 0
+        self.guideline_version = 1  # the version of the guidelines this person has read
+        self.misread = False  # the last reading came from the unclear pair of the guidelines
 
-    def _own_reading(self, truth: Truth | None, labels: list[str], accuracy: float) -> str:
+    def pair_confusion(self) -> float:
+        """How often this person mixes up `CONFUSED_PAIR` under the guidelines they have read."""
+        if self.persona.expert:
+            return 0.0
+        return PAIR_CONFUSION.get(self.guideline_version, PAIR_CONFUSION_REVISED)
+
+    def _own_reading(self, truth: Truth | None, labels: list[str], accuracy: float, *, production: bool = False) -> str:
+        self.misread = False
         if truth is None:
             self.unknown_texts += 1
             return self.rng.choice(labels)
         right = truth.label
         if truth.ambiguous and truth.alt in labels and not self.persona.expert and self.rng.random() < 0.5:
             right = truth.alt
+        a, b = CONFUSED_PAIR
+        if production and right in (a, b) and {a, b} <= set(labels) and self.rng.random() < self.pair_confusion():
+            self.misread = True  # a misunderstanding of the guidelines, not a slip: a draft rarely sways it
+            return b if right == a else a
         if self.rng.random() < accuracy:
             return right
         wrong = [x for x in CONFUSIONS.get(right, []) if x in labels and x != right] or [
@@ -396,11 +414,12 @@ class Mind:
         accuracy = p.accuracy
         if truth is not None and not shown.picture and truth.lang not in p.languages:
             accuracy *= 0.6  # guessing from a few words
-        own = self._own_reading(truth, shown.labels, accuracy)
+        own = self._own_reading(truth, shown.labels, accuracy, production=shown.kind == "label")
         if shown.draft is not None and shown.has_accept:
             draft_right = truth is not None and shown.draft in (truth.label, truth.alt if truth.ambiguous else None)
+            sway = p.accept_bias * (0.1 if self.misread else 0.5)
             if shown.draft == own or (not draft_right and rng.random() < p.accept_bias) or (
-                draft_right and rng.random() < p.accept_bias * 0.5
+                draft_right and rng.random() < sway
             ):
                 return Decision("accept", shown.draft, think * 0.6 + rng.uniform(1, 3))
         return Decision("choose", own, think + rng.uniform(3, 9))
@@ -489,9 +508,42 @@ class Annotator:
 
     # ---- the flows -----------------------------------------------------------------------------
 
+    def read_guideline_news(self) -> int | None:
+        """If the bot announced new guidelines in the DM, open them (the Guidelines button) and read the
+        version: this person labels under it from now on. Returns the version read, or None."""
+        notices = [m for m in self.fake.messages(self.dm)
+                   if any(b.get("block_id") == "gl.notice" for b in m.get("blocks") or [])]
+        return self.read_guidelines(notices[-1]) if notices else None
+
+    def read_guidelines(self, message: dict[str, Any]) -> int | None:
+        """Click the Guidelines button of `message` and read the version in the modal (and the text)."""
+        def opened() -> dict[str, Any] | None:
+            stack = self.fake.views_open(self.persona.user_id)
+            top = stack[-1] if stack else None
+            return top if top is not None and top.get("callback_id") == "label.guidelines_modal" else None
+
+        self.driver.click(message, "label.guidelines")
+        try:
+            view = self.fake.wait_for(opened, timeout=self.wait_seconds)
+        except AssertionError:
+            return None
+        assert view is not None
+        version = None
+        for block in view.get("blocks") or []:
+            text = _texts(block)
+            if text.startswith("Version "):
+                version = int(text.split()[1].rstrip(","))
+                break
+        self.fake.close_view(self.persona.user_id, view["id"])
+        if version is not None and version != self.mind.guideline_version:
+            self.mind.guideline_version = version
+            self.tally.note(f"{self.persona.name} read the new guidelines (version {version})", self.now())
+        return version
+
     def take_quiz(self, slug: str) -> bool | None:
         """Take the qualification quiz. True: passed, False: failed, None: not allowed now."""
         message = self.command(f"quiz {slug}")
+        read = False
         while True:
             kind = classify(message)
             if message is None:
@@ -499,6 +551,8 @@ class Annotator:
                     self.tally.note(f"{self.persona.name}: {self.last_reply}", self.now())
                 return None
             if kind == "example":
+                if not read:  # a new labeler reads the guidelines first
+                    read = self.read_guidelines(message) is not None
                 shown = read_example(message, self.fake)
                 message = self._act(message, shown, self.mind.decide(shown))
                 continue

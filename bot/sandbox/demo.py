@@ -73,6 +73,7 @@ class DemoResult:
     export: Path | None
     events: list[str] = field(default_factory=list)
     day_lines: list[str] = field(default_factory=list)
+    revision: list[str] = field(default_factory=list)  # the guideline revision after day 1, as lines
     people: list[dict[str, Any]] = field(default_factory=list)
     drafting: str = ""
     example: list[str] = field(default_factory=list)
@@ -343,23 +344,27 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
                            for a in annotators]
                 for t in threads:
                     t.start()
-                last_day = day == days
                 progress.update(label_task, description=f"Items labeled (day {day}/{days}, {day_label})")
                 while any(t.is_alive() for t in threads):
                     time.sleep(0.25)
                     _refresh(progress, db, spec.slug, tally, quiz_task, label_task, review_task)
                 for t in threads:
                     t.join()
-                if last_day:
-                    with active:
-                        expert.work(spec.slug, lambda: False, reviews_only=True)
+                reviews = tally.reviews
+                with active:  # the expert settles the day's escalations
+                    expert.work(spec.slug, lambda: False, reviews_only=True)
                 _refresh(progress, db, spec.slug, tally, quiz_task, label_task, review_task)
                 qualified = sum(1 for a in annotators if a.qualified)
-                reviewed = f"; the expert settled {tally.reviews} escalated item(s)" if last_day else ""
+                reviewed = f"; the expert settled {tally.reviews - reviews} escalated item(s)"
                 result.day_lines.append(
                     f"Day {day} ({day_label}): {tally.production - before} answers from {qualified} qualified "
                     f"annotator(s){reviewed}"
                 )
+                if day == 1 and days > 1:  # the lead revises the guidelines where people disagreed
+                    lead = Driver(url, SIGNING_SECRET, fake, TEAM, LEAD, "lead")
+                    result.revision = _revise(lead, fake, deps, spec.slug, tally, clock.now())
+                    for a in annotators:
+                        a.read_guideline_news()
             progress.update(quiz_task, total=tally.quiz_answers, completed=tally.quiz_answers)
 
         now = clock.now()
@@ -392,6 +397,39 @@ def _upload_pictures(deps: Any, progress: Any) -> None:
         progress.advance(task, stats.uploaded + stats.failed + stats.given_up)
         if not stats.capped:
             return
+
+
+def _revise(lead: Any, fake: Any, deps: Any, slug: str, tally: Any, now: datetime) -> list[str]:
+    """The lead asks for the report in Slack, clicks "Suggest a guideline revision", reads the proposal
+    in the modal, ticks the quoted expert decisions for gold, and publishes; every qualified annotator
+    gets one DM. Returns what happened, as lines."""
+    from bot.blocks.ids import Action, Block, View
+
+    def has_suggest(message: dict[str, Any]) -> bool:
+        return any(b.get("block_id") == Block.SUGGEST for b in message.get("blocks") or [])
+
+    lead.command("/label-report", f"{slug} 1")
+    try:
+        report = fake.wait_for(lambda: next((m for m in fake.ephemerals(LEAD) if has_suggest(m)), None), timeout=60)
+        lead.click(report, Action.SUGGEST_REVISION)
+        modal = fake.wait_for(lambda: next((v for v in fake.views_open(LEAD) if v.get("callback_id") == View.REVISION),
+                                           None), timeout=60)
+    except AssertionError:
+        return ["The lead could not get a suggestion in time; the guidelines stay at version 1."]
+    promote = [o["value"] for b in modal["blocks"] if b.get("block_id") == Block.REVISION_PROMOTE
+               for o in b["element"]["options"]]
+    values = {Block.REVISION_PROMOTE: {Action.REVISION_PROMOTE: promote}} if promote else None
+    reply = lead.submit_view(modal, values)
+    deps.wait_idle(30)  # the DMs to the annotators
+    done = next((v for v in fake.views_open(LEAD) if v.get("callback_id") == View.REVISION_DONE), None)
+    if reply.status != 200 or done is None:
+        return [f"Publishing the revision failed ({reply.status}: {reply.body[:200]})."]
+    shown = render_blocks([b for b in modal["blocks"] if b.get("type") in ("header", "context", "section")])
+    lines = [line.split("\n")[0].replace("*", "") for line in shown[:6]]
+    lines += [line.replace("*", "") for line in render_blocks(done["blocks"])[0].split("\n")]
+    told = sum(1 for params in fake.calls_to("chat.postMessage") if "gl.notice" in str(params.get("blocks")))
+    tally.note(f"The lead published guideline version 2 from the suggestion; {told} annotator(s) got a DM", now)
+    return lines
 
 
 def _an_example(fake: Any) -> list[str]:
@@ -464,6 +502,9 @@ def _outputs(result: DemoResult, db: Any, slug: str, now: datetime, console: Any
     folder = result.folder
     (folder / REPORT_TEXT).write_text(text + "\n", encoding="utf-8")
     data = report.to_json()
+    verdicts = [v["change"]["sentence"] for v in data.get("agreement_by_guidelines") or [] if v.get("change")]
+    if verdicts and result.revision:
+        result.revision.append(f"Measured after day {len(result.day_lines)}: {verdicts[-1]}")
     (folder / REPORT_JSON).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     result.chart = folder / CHART
     result.chart.write_bytes(report_chart(data))
@@ -505,6 +546,10 @@ def print_result(result: DemoResult, console: Any) -> None:
         console.print(f"  {escape(line)}")
     if not any(p["state"] in ("qualified", "suspended") for p in result.people if p["tier"] == "crowd"):
         console.print("  [yellow]Nobody passed the quiz, so there are no crowd labels: try a higher --accuracy.[/]")
+    if result.revision:
+        console.print(Rule("The guideline revision after day 1"))
+        for line in result.revision:
+            console.print(f"  {escape(line)}", highlight=False)
     if result.events:
         console.print(Rule("What the people in Slack were told"))
         for event in result.events:

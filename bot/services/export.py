@@ -26,7 +26,8 @@ work; never quiz or hidden-check answers, skips or "ambiguous" flags).
 
 Raw (``raw=True``): one row per label, in item order: id, input, annotator, tier, kind, action, value,
 draft_shown, draft (the value of the draft linked to the assignment, shown or not), blind, seconds,
-counts, correct (score against gold for quiz and hidden checks), created_at.
+counts, correct (score against gold for quiz and hidden checks), guideline_version (the version of the
+guidelines the answer was given under), created_at.
 
 Formats: ``jsonl`` (values as JSON), ``csv`` (a header row; lists and objects JSON-encoded in their
 cell, booleans true/false, empty cell for null), ``parquet`` (the same table as the CSV: nested
@@ -125,6 +126,7 @@ RAW_COLUMNS = (
     "seconds",
     "counts",
     "correct",
+    "guideline_version",
     "created_at",
 )
 PARQUET_BATCH_ROWS = 20_000
@@ -409,6 +411,7 @@ def raw_rows(
                 Label.seconds,
                 Label.counts,
                 Label.correct,
+                func.coalesce(Label.guideline_version, 1),
                 Label.created_at,
             )
             .join(Assignment, Assignment.id == Label.assignment_id)
@@ -418,7 +421,7 @@ def raw_rows(
         )
         n = 0
         for (item_id, user, member, kind, action, key, shown, draft_key, blind, seconds, counts, correct,
-             created) in session.connection().execute(stmt):
+             version, created) in session.connection().execute(stmt):
             external_id, text, image = items[item_id]
             n += 1
             row = {
@@ -435,6 +438,7 @@ def raw_rows(
                 "seconds": _num(seconds),
                 "counts": bool(counts),
                 "correct": _num(correct),
+                "guideline_version": int(version),
                 "created_at": created,
             }
             if images:
@@ -640,7 +644,7 @@ def _parquet_schema(raw: bool, meta_cols: list[MetaColumn] | None = None, images
         fields = [
             ("id", s), ("input", s), ("annotator", s), ("tier", s), ("kind", s), ("action", s), ("value", s),
             ("draft_shown", b), ("draft", s), ("blind", b), ("seconds", f), ("counts", b), ("correct", f),
-            ("created_at", pa.timestamp("us", tz="UTC")),
+            ("guideline_version", pa.int64()), ("created_at", pa.timestamp("us", tz="UTC")),
         ]
     else:
         fields = [

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from bot.core.enums import ItemStatus, MemberState, Tier
 from bot.core.errors import Conflict, NotFound
 from bot.spec import ProjectSpec, parse_spec
-from storage.models import Item, Label, Member, Project
+from storage.models import GuidelineVersion, Item, Label, Member, Project
 
 _spec_cache: dict[str, ProjectSpec] = {}
 
@@ -59,6 +59,8 @@ def create_project(session: Session, spec: ProjectSpec, team_id: str, now: datet
     )
     session.add(project)
     session.flush()
+    session.add(GuidelineVersion(project_id=project.id, version=1, text=spec.instructions, summary=[],
+                                 author="project spec", source="spec", created_at=now))
     sync_members(session, project, spec, now)
     return project
 
@@ -78,6 +80,7 @@ def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[
         raise Conflict(
             f"Labels already use {', '.join(sorted(removed))}; they cannot be removed from the spec."
         )
+    _check_instructions(session, project, old, spec)
     changes = [
         f"{key}: {old_value!r} -> {new_value!r}"
         for key, old_value in old.model_dump(mode="json").items()
@@ -102,6 +105,29 @@ def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[
         )
     sync_members(session, project, spec, now)
     return project, changes
+
+
+def _check_instructions(session: Session, project: Project, old: ProjectSpec, spec: ProjectSpec) -> None:
+    """Before anyone answered, the spec's instructions are version 1 and change in place. Once labeling
+    has started they change only as a new guideline version (`labelbot guidelines SLUG set FILE`, or
+    the Slack modal), so that every answer keeps the version it was given under."""
+    if spec.instructions == old.instructions:
+        return
+    started = project.guideline_version > 1 or session.scalar(
+        select(Label.id).where(Label.project_id == project.id).limit(1)
+    ) is not None
+    if started:
+        raise Conflict(
+            f"The instructions in this spec differ from the guidelines in force for {project.slug!r} (version "
+            f"{project.guideline_version}), and labeling has started: publish new guidelines as a new version with "
+            f"`labelbot guidelines {project.slug} set FILE` (annotators are told), or copy the current ones into "
+            f"the spec (`labelbot guidelines {project.slug} show`) and run the update again."
+        )
+    first = session.scalar(
+        select(GuidelineVersion).where(GuidelineVersion.project_id == project.id, GuidelineVersion.version == 1)
+    )
+    if first is not None:
+        first.text = spec.instructions
 
 
 def sync_members(session: Session, project: Project, spec: ProjectSpec, now: datetime) -> None:

@@ -156,7 +156,7 @@ def record_answer(
         user_id=member.user_id, kind=assignment.kind, action=stored_action, value=stored_value,
         value_key=canonical_key(stored_value) if stored_value is not None else None,
         draft_id=assignment.draft_id, draft_shown=assignment.draft_shown, seconds=seconds, counts=counts,
-        created_at=now,
+        guideline_version=project.guideline_version, created_at=now,
     )
     answer = Answer(action=stored_action, value=stored_value, counts=counts, seconds=seconds, **base)
 

@@ -31,6 +31,7 @@ from bot.core.types import (
     Start,
     Suspended,
 )
+from bot.services.guidelines.versions import current_info
 from bot.services.images.serving import image_view, set_aside
 from bot.services.labeling.answers import load_assignment, record_answer
 from bot.services.labeling.entry import entry, resolve_project
@@ -174,12 +175,16 @@ def image_not_shown(db: Database, now: datetime, assignment_id: int, reason: str
 
 
 def guidelines(db: Database, team_id: str, slug: str) -> Guidelines:
+    """The guidelines in force: their text, labels, version, and (from version 2) what changed."""
     with db.read() as s:
         project = get_project(s, slug)
         if project.team_id != team_id:
             raise NotFound("No such project in this workspace.")
         spec = spec_of(project)
-        return Guidelines(project.name, spec.instructions, [(lb.name, lb.description) for lb in spec.labels])
+        info = current_info(s, project)
+        return Guidelines(project.name, spec.instructions, [(lb.name, lb.description) for lb in spec.labels],
+                          version=info.version, published_at=info.created_at,
+                          changes=info.summary if info.version > 1 else [])
 
 
 def message_posted(db: Database, assignment_id: int, channel: str, ts: str) -> None:

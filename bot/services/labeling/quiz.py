@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -228,10 +229,12 @@ def after_quiz_answer(
     return fb
 
 
-def promote_from_experts(session: Session, project: Project, now: datetime) -> int:
-    """Add expert-adjudicated items to the gold pool; returns how many were added (idempotent)."""
+def promote_from_experts(session: Session, project: Project, now: datetime,
+                         item_ids: Collection[int] | None = None) -> int:
+    """Add expert-adjudicated items to the gold pool (only `item_ids` when given); returns how many
+    were added (idempotent)."""
     has_gold = select(Gold.id).where(Gold.item_id == Item.id).exists()
-    rows = session.execute(
+    q = (
         select(Item, Label)
         .join(Label, Label.item_id == Item.id)
         .where(
@@ -242,7 +245,12 @@ def promote_from_experts(session: Session, project: Project, now: datetime) -> i
             ~has_gold,
         )
         .order_by(Item.id, Label.id.desc())
-    ).all()
+    )
+    if item_ids is not None:
+        if not item_ids:
+            return 0
+        q = q.where(Item.id.in_(list(item_ids)))
+    rows = session.execute(q).all()
     added = 0
     done: set[int] = set()
     for item, label in rows:

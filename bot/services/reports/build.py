@@ -23,6 +23,7 @@ from bot.quality.common import (
 )
 from bot.services import drafting
 from bot.services.projects import get_project, spec_of
+from bot.services.reports.guidelines import agreement_by_guidelines, suggestions_section
 from bot.services.reports.model import (
     CHANGE_DAYS,
     MAX_KAPPA_PAIRS,
@@ -84,8 +85,13 @@ def build_report(db: Database, slug: str, *, since: datetime, until: datetime, n
         else:
             drafts = draft_totals(s, project.id, since, until)
         clock.lap("other_frames")
+        by_version = agreement_by_guidelines(s, project, spec)
+        suggestions = suggestions_section(s, project)
+        clock.lap("guidelines")
     change = _anchoring_change(window, change_windows, change_counts)
-    return _assemble(project, spec, window, change, drafts, members, stats, health, since, until, now, clock)
+    report = _assemble(project, spec, window, change, drafts, members, stats, health, since, until, now, clock)
+    report.agreement_by_guidelines, report.guideline_suggestions = by_version, suggestions
+    return report
 
 
 def _anchoring_change(

@@ -3,7 +3,9 @@
 1. labels per day (bars);
 2. agreement per day (percent agreement of the items completed that day, a line; gaps where no item
    had two answers);
-3. the label distribution on blind vs drafted answers (grouped bars of shares, counts in the legend).
+3. the label distribution on blind vs drafted answers (grouped bars of shares, counts in the legend);
+4. once the guidelines were revised: agreement per guideline version with 95% CIs (bars, the current
+   version highlighted).
 
 Input is the report's JSON (`Report.to_json()`), so the chart is a pure function of the data. An
 empty panel says "no data yet" (and why, when the report knows) instead of drawing empty axes.
@@ -142,14 +144,48 @@ def _distribution(ax: Any, dist: dict[str, Any]) -> None:
     ax.set_axisbelow(True)
 
 
+def _versions(ax: Any, entries: list[dict[str, Any]]) -> None:
+    """Agreement per guideline version: alpha (or percent agreement) with its 95% CI, one bar each."""
+    title = "Agreement by guideline version"
+    use_alpha = any(e.get("krippendorff_alpha") is not None for e in entries)
+    key, ci_key = ("krippendorff_alpha", "ci") if use_alpha else ("percent", "percent_ci")
+    values = [e.get(key) for e in entries]
+    if all(v is None for v in values):
+        _no_data(ax, title, "no version has an item with two or more answers")
+        return
+    x = np.arange(len(entries))
+    y = np.array([np.nan if v is None else float(v) for v in values])
+    low = np.array([y[i] - e[ci_key][0] if e.get(ci_key) and e[ci_key][0] is not None else 0.0
+                    for i, e in enumerate(entries)])
+    high = np.array([e[ci_key][1] - y[i] if e.get(ci_key) and e[ci_key][1] is not None else 0.0
+                     for i, e in enumerate(entries)])
+    ax.bar(x, np.nan_to_num(y), color=[_DRAFTED if e.get("current") else _BLIND for e in entries])
+    ax.errorbar(x, np.nan_to_num(y), yerr=np.vstack([np.nan_to_num(low), np.nan_to_num(high)]), fmt="none",
+                ecolor="#333333", capsize=6)
+    ax.set_xticks(x, [f"v{e.get('version')}\n{str(e.get('since') or '')[:10]}" for e in entries])
+    ax.set_title(title, fontsize=12, fontweight="bold")
+    ax.set_ylabel("Krippendorff's alpha (95% CI)" if use_alpha else "percent agreement (95% CI)")
+    ax.set_ylim(min(0.0, float(np.nanmin(y - low)) - 0.05) if np.isfinite(y).any() else 0.0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    change = next((e["change"] for e in reversed(entries) if e.get("change")), None)
+    if change:
+        ax.set_xlabel(_safe(change.get("verdict", "").replace("_", " "), 30))
+
+
 def report_figure(data: dict[str, Any]) -> Figure:
-    """The three-panel figure (a standalone `Figure`: nothing to close)."""
-    fig = _load()(figsize=(16, 4.8), dpi=100)
-    axes = fig.subplots(1, 3)
+    """The three-panel figure, plus agreement per guideline version once there is a revision (a
+    standalone `Figure`: nothing to close)."""
+    versions = list(data.get("agreement_by_guidelines") or [])
+    panels = 4 if len(versions) >= 2 else 3
+    fig = _load()(figsize=(16 if panels == 3 else 21, 4.8), dpi=100)
+    axes = fig.subplots(1, panels)
     daily = list(data.get("daily") or [])
     _throughput(axes[0], daily)
     _agreement(axes[1], daily)
     _distribution(axes[2], data.get("distribution") or {})
+    if panels == 4:
+        _versions(axes[3], versions)
     name = _safe(data.get("name") or data.get("project") or "project", 60)
     since, until = str(data.get("since", ""))[:10], str(data.get("until", ""))[:10]
     fig.suptitle(f"{name}: {since} to {until}", fontsize=13)

@@ -114,6 +114,7 @@ def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str | N
                 now: datetime) -> RunOutcome:
     """Post the day's summary to `channel` (when there is one) and write the `report.daily` webhook event
     (when a webhook wants it) with the run's outcome."""
+    from bot.blocks.guidelines import with_suggest_button
     from bot.blocks.report import summary_blocks, summary_text
     from bot.services.reports.build import build_report  # pandas and statsmodels: only when a report is due
     from bot.services.reports.chart import report_chart
@@ -130,7 +131,8 @@ def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str | N
             return RunOutcome(slug, day, "posted")
         title = f"Daily summary: {report.name}"
         response = client.chat_postMessage(
-            channel=channel, blocks=summary_blocks(data, title=title), text=summary_text(data, title=title)
+            channel=channel, blocks=with_suggest_button(summary_blocks(data, title=title), slug),
+            text=summary_text(data, title=title),
         )
         ts = response.get("ts")
         channel_id = response.get("channel") or channel

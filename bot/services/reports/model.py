@@ -76,6 +76,8 @@ class Report:
     per_annotator: list[dict[str, Any]] = field(default_factory=list)
     daily: list[dict[str, Any]] = field(default_factory=list)
     distribution: dict[str, Any] = field(default_factory=dict)
+    agreement_by_guidelines: list[dict[str, Any]] = field(default_factory=list)  # services.reports.guidelines
+    guideline_suggestions: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -110,6 +112,8 @@ class Report:
             "per_annotator": self.per_annotator,
             "daily": self.daily,
             "distribution": self.distribution,
+            "agreement_by_guidelines": self.agreement_by_guidelines,
+            "guideline_suggestions": self.guideline_suggestions,
         }
         return jsonable(data)
 
