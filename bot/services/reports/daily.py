@@ -88,7 +88,7 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
                 continue
             log.warning("daily report %s for %s: taking over a claim left unfinished since %s", slug, day,
                         existing[2])
-            outcomes.append(_post_daily(deps, client, existing[0], slug, channel, day, now))
+            outcomes.append(_post_daily(deps, client, existing[0], slug, channel, day, now, team_id))
             continue
         try:
             with deps.db.session() as s:
@@ -101,18 +101,22 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
                 run_id = run.id
         except IntegrityError:
             continue  # another replica claimed it
-        outcomes.append(_post_daily(deps, client, run_id, slug, channel, day, now))
+        outcomes.append(_post_daily(deps, client, run_id, slug, channel, day, now, team_id))
     return outcomes
 
 
-def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, day: date, now: datetime) -> RunOutcome:
+def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str, day: date, now: datetime,
+                team_id: str = "") -> RunOutcome:
     from bot.blocks.report import summary_blocks, summary_text
     from bot.services.reports.chart import report_chart
+    from bot.services.reports.names import name_people
 
     ts: str | None = None
     try:
         since, until = report_window(now, DAILY_WINDOW_DAYS)
         report = build_report(deps.db, slug, since=since, until=until, now=now)
+        if getattr(deps, "names", None) is not None:
+            name_people(report, deps.names, client, team_id)
         data = report.to_json()
         title = f"Daily summary: {report.name}"
         response = client.chat_postMessage(
