@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from bot.core.activity import Activity
 from bot.core.enums import ItemStatus
 from bot.quality import drift as drift_stats
+from bot.services.activity import activity_between, item_counts
 from bot.services.reports.sections import week_counts
 from bot.spec import ProjectSpec
 from storage.frames import local_days
@@ -30,41 +31,6 @@ from storage.models import Item, Label, Project
 
 #: The pace is measured over the last this many days (fewer when the project is younger).
 PACE_DAYS = 7
-
-
-def _activity(session: Session, project_id: int, since: datetime, until: datetime) -> Activity:
-    rows = session.execute(
-        select(Label.kind, Label.action, Label.counts, func.count())
-        .where(Label.project_id == project_id, Label.created_at >= since, Label.created_at < until)
-        .group_by(Label.kind, Label.action, Label.counts)
-    ).all()
-    return Activity.from_rows(rows)
-
-
-def activity_between(session: Session, project_id: int, since: datetime | None = None,
-                     until: datetime | None = None) -> Activity:
-    """Label rows of a project in [since, until) (all time by default), in the one vocabulary."""
-    since = since or datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
-    until = until or datetime(9999, 1, 1, tzinfo=ZoneInfo("UTC"))
-    return _activity(session, project_id, since, until)
-
-
-def item_counts(session: Session, project_id: int) -> dict[str, int]:
-    """Items by status (gold items apart): open, complete, in_expert_queue, resolved, escalated, gold, total."""
-    by_status = dict(
-        session.execute(select(Item.status, func.count()).where(Item.project_id == project_id)
-                        .group_by(Item.status)).all()
-    )
-    n = {status: int(by_status.get(status, 0)) for status in ItemStatus}
-    return {
-        "total": n[ItemStatus.OPEN] + n[ItemStatus.COMPLETE] + n[ItemStatus.ESCALATED] + n[ItemStatus.RESOLVED],
-        "open": n[ItemStatus.OPEN],
-        "complete": n[ItemStatus.COMPLETE],
-        "escalated": n[ItemStatus.ESCALATED] + n[ItemStatus.RESOLVED],
-        "in_expert_queue": n[ItemStatus.ESCALATED],
-        "resolved": n[ItemStatus.RESOLVED],
-        "gold": n[ItemStatus.GOLD],
-    }
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -86,8 +52,8 @@ def progress_section(session: Session, project: Project, spec: ProjectSpec, now:
                                             spec.redundancy - Item.labels_done), else_=0)), 0))
         .where(Item.project_id == project.id, Item.status == ItemStatus.OPEN)
     )
-    today = _activity(session, project.id, today_start, now)
-    week = _activity(session, project.id, week_start, now)
+    today = activity_between(session, project.id, today_start, now)
+    week = activity_between(session, project.id, week_start, now)
     pace_since = now - timedelta(days=PACE_DAYS)
     counting = (Label.project_id == project.id, Label.kind == "production", Label.counts.is_(True))
     first = session.scalar(select(func.min(Label.created_at)).where(*counting))
