@@ -14,9 +14,10 @@ from typing import Any
 
 from bot.blocks.labeling import expired_message
 from bot.deps import Deps
-from bot.services import adjudication, drafting, reports
+from bot.services import adjudication, drafting, reminders, reports
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
+from bot.services.reports.live import post_new_alerts
 from storage.locks import once_per_period
 
 
@@ -28,6 +29,17 @@ def prefetch_drafts(deps: Deps) -> None:
 def post_daily_reports(deps: Deps) -> None:
     """Post each project's daily summary that is due (once per project and local day)."""
     reports.run_due_reports(deps)
+
+
+def send_reminders(deps: Deps) -> None:
+    """Nudge qualified annotators with examples waiting who have not labeled today (once per person and day)."""
+    reminders.send_due_reminders(deps)
+
+
+def post_alerts(deps: Deps) -> None:
+    """Post each alert to its project's report channel once, as it trips (suspensions at once, the
+    statistics' alerts within a quarter of an hour)."""
+    post_new_alerts(deps)
 
 
 def expire_old_leases(deps: Deps) -> None:
@@ -71,4 +83,6 @@ JOBS: tuple[Job, ...] = (
     Job("reports.daily", post_daily_reports, {"minutes": 1}, at_start=True),
     Job("expire_leases", expire_old_leases, {"seconds": 30}),
     Job("low_confidence", escalate_low_confidence, {"minutes": 5}),
+    Job("reminders", send_reminders, {"minutes": 1}, at_start=True),
+    Job("alerts", post_alerts, {"minutes": 1}),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-MODULES = ("events", "labeling", "report", "export")
+MODULES = ("events", "labeling", "report", "export", "reminders")
 
 
 class _Recorder:

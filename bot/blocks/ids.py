@@ -8,7 +8,7 @@ from enum import StrEnum
 
 class Action(StrEnum):
     CHOOSE = "label.choose"  # classification label button; suffixed ":<index>"
-    SELECT = "label.select"  # classification static_select (> 5 labels)
+    SELECT = "label.select"  # classification static_select (more than 15 labels)
     ACCEPT = "label.accept"
     EDIT = "label.edit"
     REJECT = "label.reject"
@@ -18,8 +18,10 @@ class Action(StrEnum):
     SUBMIT = "label.submit"  # multilabel submit of the current checks
     FULL_TEXT = "label.full_text"
     GUIDELINES = "label.guidelines"
-    START = "label.start"  # "Start labeling" (Home tab, project picker)
+    START = "label.start"  # "Start labeling" (Home tab, project picker, reminders)
     QUIZ_START = "quiz.start"
+    REMINDERS_OFF = "reminders.off"  # "Stop reminders" in a reminder DM
+    REMINDERS_ON = "reminders.on"  # "Turn reminders back on"
 
 
 CHOOSE_RE = re.compile(r"^label\.choose:\d+$")
@@ -36,7 +38,7 @@ class Block(StrEnum):
     TEXT = "lb.text"
     DRAFT = "lb.draft"
     CROWD = "lb.crowd"
-    CHOICES = "lb.choices"
+    CHOICES = "lb.choices"  # the first row of label buttons; further rows are "lb.choices.2", ...
     CHECKS = "lb.checks"
     CONTROLS = "lb.controls"
     PROGRESS = "lb.progress"

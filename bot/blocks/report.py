@@ -603,6 +603,21 @@ def _plain(lines: list[str]) -> list[str]:
     return [line.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") for line in lines]
 
 
+# --- an alert as it happens ---------------------------------------------------------------------------
+
+
+def alert_message(project_name: str, slug: str, text: str, names: dict[str, str] | None = None
+                  ) -> tuple[str, list[dict[str, Any]]]:
+    """One alert posted to the report channel when it trips (people by display name when known)."""
+    shown = _named({"names": names or {}}, text)
+    line = f":rotating_light: *{_e(project_name, 200)}*: {_e(shown, 2500)}"
+    return fallback_text(f"Alert in {project_name}: {shown}", 300), [
+        {"type": "section", "block_id": "alert.text", "text": {"type": "mrkdwn", "text": cut(line, SECTION_TEXT_MAX)}},
+        context_md(f"Posted as it happened; the daily summary lists it too. `/label-report {_e(slug, 40)}` "
+                   "shows the whole report."),
+    ]
+
+
 # --- slash command texts ---------------------------------------------------------------------------------
 
 USAGE = (
