@@ -46,7 +46,7 @@ _QUIZ = "#9b7fc7"
 _OTHER = "#c8c8c8"
 _LINE = "#c0504d"
 _STATUS = (("open", "open", "#c8d6e5"), ("complete", "complete", _BARS),
-           ("in_expert_queue", "in the expert queue", "#e08a3c"), ("resolved", "settled by an expert", _DRAFTED))
+           ("in_expert_queue", "expert queue", "#e08a3c"), ("resolved", "settled by expert", _DRAFTED))
 
 
 def _safe(text: Any, limit: int = 40) -> str:
@@ -138,10 +138,10 @@ def _progress(ax: Any, data: dict[str, Any]) -> None:
     for key, label, color in _STATUS:
         n = int(items.get(key) or 0)
         if n:
-            ax.barh([0], [n], left=left, color=color, label=f"{label} ({n:,})", height=0.5)
+            ax.barh([0], [n], left=left, color=color, label=f"{label} ({n:,})", height=0.6)
             left += n
     ax.set_xlim(0, total)
-    ax.set_ylim(-0.6, 1.4)
+    ax.set_ylim(-0.9, 2.0)
     ax.set_yticks([])
     ax.tick_params(axis="x", labelsize=TICK)
     ax.set_xlabel(f"{total:,} items", fontsize=LABEL)
@@ -150,7 +150,7 @@ def _progress(ax: Any, data: dict[str, Any]) -> None:
     note = (f"done around {_day_labels([str(finish)])[0]} at the current pace" if finish
             else _safe(progress.get("reason") or "", 60))
     if note:
-        ax.text(0.0, -0.45, note, fontsize=LABEL, color="#444444", va="center")
+        ax.text(0.0, -0.6, note, fontsize=LABEL, color="#444444", va="center")
     _title(ax, title)
 
 

@@ -40,6 +40,7 @@ STATS_EVERY = timedelta(minutes=15)
 REPOST_AFTER = timedelta(days=1)
 STALE_CLAIM = timedelta(minutes=10)
 SUSPENSIONS_SINCE = timedelta(days=1)  # a suspension older than this when first seen is old news
+MEMBER_ID_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[UW][A-Z0-9]{2,}(?![A-Za-z0-9])")
 
 
 def alert_key(alert: Alert, at: datetime | None = None) -> str:
@@ -153,7 +154,8 @@ def post_new_alerts(deps: Any) -> list[Posted]:
             row_id = _claim(deps.db, project_id, key, alert, channel, now)
             if row_id is None:
                 continue
-            names = deps.names.names(client, team_id, [alert.subject] if alert.subject else [])
+            people = ([alert.subject] if alert.subject else []) + MEMBER_ID_IN_TEXT.findall(alert.text)
+            names = deps.names.names(client, team_id, people)
             text, blocks = alert_message(name, slug, alert.text, names)
             try:
                 response = client.chat_postMessage(channel=channel, text=text, blocks=blocks)
