@@ -346,8 +346,8 @@ def stats_blocks(stats: list[Any]) -> list[dict[str, Any]]:
         acc = f"{s.gold_accuracy:.0%} on {s.gold_checks} checks" if s.gold_accuracy is not None else "no checks yet"
         streak = f" · {s.streak}-day streak" if getattr(s, "streak", 0) > 1 else ""
         week = f" · {s.week} this week (team {s.team_week})" if getattr(s, "team_week", 0) else ""
-        lines.append(f"*{safe_mrkdwn(s.project_name, 100)}* ({s.state}): {s.today} today{week}{streak} · "
-                     f"{s.total} total · {acc}")
+        lines.append(f"*{safe_mrkdwn(s.project_name, 100)}* ({s.state}): {s.today} today · {s.total} total · "
+                     f"{acc}{week}{streak}")
     return [section_md(cut("\n".join(lines), SECTION_TEXT_MAX), "lb.stats")]
 
 
