@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.ids import Action
-from bot.blocks.text import button, context_md, cut, fallback_text, safe_mrkdwn, section_md
+from bot.blocks.text import button, context_md, fallback_text, safe_mrkdwn, section_md
 from bot.core.types import Waiting
 
-MAX_PROJECT_BUTTONS = 4  # plus "Stop reminders": one row
+MAX_PROJECTS = 10
 
 
 def _examples(w: Waiting) -> str:
@@ -17,28 +17,35 @@ def _examples(w: Waiting) -> str:
 
 
 def reminder_message(waiting: list[Waiting]) -> tuple[str, list[dict[str, Any]]]:
-    """"12 examples are waiting in *Support intents*", with Start labeling and Stop reminders."""
-    first, rest = waiting[0], waiting[1:]
+    """"12 examples are waiting in *Support intents*", with Start labeling and Stop reminders (several
+    projects: one line and one Start labeling button each)."""
+    first = waiting[0]
     verb = "is" if first.count == 1 and not first.more else "are"
-    line = f"{_examples(first)} {verb} waiting in *{safe_mrkdwn(first.name, 200)}*"
-    others = [f"{_examples(w)} in *{safe_mrkdwn(w.name, 200)}*" for w in rest[:10]]
-    if others:
-        line += (", " + ", ".join(others[:-1]) if len(others) > 1 else "") + f" and {others[-1]}"
-    text = f":wave: {line}. A few minutes today keep the project moving."
-    elements = [
-        button("Start labeling" if len(waiting) == 1 else cut(f"Start: {w.name}", 75), Action.START, w.slug,
-               "primary" if i == 0 else None)
-        for i, w in enumerate(waiting[:MAX_PROJECT_BUTTONS])
+    more = f" and {len(waiting) - 1} more project{'s' if len(waiting) > 2 else ''}" if len(waiting) > 1 else ""
+    fallback = fallback_text(f"{_examples(first)} {verb} waiting in {first.name}{more}", 150)
+    stop = button("Stop reminders", Action.REMINDERS_OFF, "off")
+    footer = context_md("One reminder a day at most, only on days you have not labeled yet. "
+                        "`/label reminders off` stops them too.")
+    if len(waiting) == 1:
+        text = (f":wave: {_examples(first)} {verb} waiting in *{safe_mrkdwn(first.name, 200)}*. "
+                "A few minutes today keep the project moving.")
+        return fallback, [
+            section_md(text, "rm.text"),
+            {"type": "actions", "block_id": "rm.actions",
+             "elements": [button("Start labeling", Action.START, first.slug, "primary"), stop]},
+            footer,
+        ]
+    blocks: list[dict[str, Any]] = [
+        section_md(":wave: Examples are waiting for you. A few minutes today keep the projects moving.", "rm.text")
     ]
-    elements.append(button("Stop reminders", Action.REMINDERS_OFF, "off"))
-    blocks = [
-        section_md(cut(text, 2900), "rm.text"),
-        {"type": "actions", "block_id": "rm.actions", "elements": elements},
-        context_md("One reminder a day at most, only on days you have not labeled yet. "
-                   "`/label reminders off` stops them too."),
-    ]
-    return fallback_text(f"{first.count:,}{'+' if first.more else ''} examples are waiting in {first.name}", 150), \
-        blocks
+    for i, w in enumerate(waiting[:MAX_PROJECTS]):
+        block = section_md(f"{_examples(w)} in *{safe_mrkdwn(w.name, 200)}*", f"rm.project.{i}")
+        block["accessory"] = button("Start labeling", Action.START, w.slug)
+        blocks.append(block)
+    if len(waiting) > MAX_PROJECTS:
+        blocks.append(context_md(f"… and {len(waiting) - MAX_PROJECTS} more projects: `/label` lists them."))
+    blocks += [{"type": "actions", "block_id": "rm.actions", "elements": [stop]}, footer]
+    return fallback, blocks
 
 
 def reminders_changed(enabled: bool) -> tuple[str, list[dict[str, Any]]]:
