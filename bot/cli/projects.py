@@ -276,8 +276,9 @@ def member() -> None:
 def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None) -> None:
     """Change a member's tier or suspend / reinstate them. USER is a Slack member id (U0123ABCD)."""
     from bot.core.enums import Tier
-    from bot.services.projects import get_project, set_member
+    from bot.services.projects import check_member_id, get_project, set_member
 
+    check_member_id(user)
     with open_db().session() as s:
         p = get_project(s, slug)
         change = set_member(

@@ -166,11 +166,8 @@ def set_member(
     reinstate: bool = False,
     reason: str | None = None,
 ) -> MemberChange:
-    """Change a member's tier or state (leads' CLI). Experts count without a quiz. `user_id` must be a
-    Slack member id (U… or W…): a name or an @handle would make a member nobody can ever be."""
-    problem = member_id_problem(user_id)
-    if problem:
-        raise Refused(problem)
+    """Change a member's tier or state (leads' CLI). Experts count without a quiz. Callers taking ids from
+    people check them first (`check_member_id`): a name or an @handle would make a member nobody can be."""
     if suspend and reinstate:
         raise Conflict("Choose one of --suspend and --reinstate.")
     member = ensure_member(session, project, user_id, now)
@@ -230,6 +227,14 @@ def set_archived(session: Session, slug: str, archived: bool, now: datetime) -> 
         cancelled = len(open_rows)
     session.flush()
     return project, cancelled
+
+
+def check_member_id(user_id: str) -> str:
+    """`user_id` if it is a Slack member id (U… or W…); `Refused` with how to find one otherwise."""
+    problem = member_id_problem(user_id)
+    if problem:
+        raise Refused(problem)
+    return user_id
 
 
 def refuse_if_archived(project: Project) -> None:
