@@ -317,7 +317,8 @@ def test_chart_has_six_panels_sized_for_slack(seeded: dict) -> None:
                                                                            "skips and flags"]
     # gold accuracy per annotator, by display name (mathtext disarmed)
     assert [t.get_text() for t in fig.axes[4].get_yticklabels()] == [r"Amara <b>\$x\$</b>", "UB", "UC"]
-    assert fig.axes[4].patches[0].get_width() == 0.0 and fig.axes[4].patches[3].get_width() == 100.0  # UA: quiz 0%, hidden 100%
+    # UA: quiz 0%, hidden 100%
+    assert fig.axes[4].patches[0].get_width() == 0.0 and fig.axes[4].patches[3].get_width() == 100.0
     # the items of the progress: 5 open of 5
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["open (5)"]
     # a near-square picture with large type: readable when Slack scales it to the conversation's width

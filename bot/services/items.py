@@ -93,7 +93,7 @@ def remove_items(session: Session, project: Project, external_ids: list[str], no
         chunk = ids[start : start + 900]
         answered.update(session.execute(
             select(Label.item_id, func.count()).where(Label.item_id.in_(chunk)).group_by(Label.item_id)
-        ).tuples().all())
+        ).all())
     if answered and not with_answers:
         with_labels = [i for i in wanted if items[i].id in answered]
         named = ", ".join(f"{i!r} ({answered[items[i].id]})" for i in with_labels[:MAX_NAMED])
