@@ -307,11 +307,10 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
             per_day = math.ceil(imported.inserted * spec.redundancy / days)
             days_run: list[tuple[Any, str, int]] = []
 
-            stopper = annotators[1] if len(annotators) > 1 else annotators[0]  # stops reminders on day 2
             for day in range(1, days + 1):
                 clock.set(first_day + timedelta(days=day - 1))
                 expire_old_leases(deps)  # overnight, unanswered examples went back to the queue
-                _remind(deps, fake, [*annotators, expert], tally, stopper if day == 2 else None)
+                _remind(deps, fake, annotators, expert, tally, stop=day == 2)  # on day 2 someone stops them
                 budget = None if day == days else per_day * day
                 day_label, day_date = clock.now().strftime("%a %d %b"), clock.now().date()
 
@@ -428,18 +427,23 @@ def day_lines(data: dict[str, Any], days_run: list[tuple[Any, str, int]]) -> lis
     return lines
 
 
-def _remind(deps: Any, fake: Any, annotators: list[Any], tally: Any, stopper: Any | None) -> None:
-    """The morning's reminders (the scheduled job's service), and `stopper` clicking Stop reminders."""
-    from bot.services.reminders import send_due_reminders
+def _remind(deps: Any, fake: Any, annotators: list[Any], expert: Any, tally: Any, *, stop: bool) -> None:
+    """The morning's reminders (the scheduled job's service); with `stop`, the first annotator reminded
+    clicks Stop reminders."""
+    from bot.services.reminders import reminders_on, send_due_reminders
 
-    names = {a.persona.user_id: a.persona.name for a in annotators}
+    names = {a.persona.user_id: a.persona.name for a in [*annotators, expert]}
     sent = [s for s in send_due_reminders(deps) if s.ok]
     if not sent:
         return
     said = fake.newest(fake.dm_channel(sent[0].user_id)) or {}
     who = ", ".join(names.get(s.user_id, s.user_id) for s in sent)
-    tally.note(f"labelbot reminded {who}: \"{said.get('text', '')}\"", deps.clock.now())
-    if stopper is None or stopper.persona.user_id not in {s.user_id for s in sent}:
+    off = [a.persona.name for a in annotators if a.qualified and not reminders_on(deps.db, TEAM, a.persona.user_id)]
+    quiet = f" (not {', '.join(off)}: reminders off)" if off else ""
+    tally.note(f"labelbot reminded {who}{quiet}: \"{said.get('text', '')}\"", deps.clock.now())
+    reminded = {s.user_id for s in sent}
+    stopper = next((a for a in annotators if a.persona.user_id in reminded), None)
+    if not stop or stopper is None:
         return
     message = fake.newest(stopper.dm)
     stopper.driver.click(message, "reminders.off")
