@@ -270,3 +270,33 @@ def test_lead_sees_display_names_over_the_wire(bot: Any) -> None:
     assert "Bruno scores 0% on hidden checks" in markdown and "UB scores" not in markdown
     assert check_message_blocks(report["blocks"]) == []
 
+
+
+def test_daily_anchoring_and_counts_match_the_row_by_row_definition(seeded: dict) -> None:
+    """`_seed` on Jan 5: 7 answers with the draft shown, 6 of them equal to it; 1 blind answer, not equal to
+    its hidden draft: anchoring 6/7 - 0/1 for that day, resting on 8 answers; no other day has any."""
+    days = {d["day"]: d for d in seeded["daily"]}
+    assert days["2026-01-05"]["anchoring"] == pytest.approx(6 / 7) and days["2026-01-05"]["anchoring_n"] == 8
+    assert all(d["anchoring"] is None and d["anchoring_n"] == 0 for k, d in days.items() if k != "2026-01-05")
+
+    import numpy as np
+    import pandas as pd
+
+    from bot.services.reports.progress import activity_section
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    kinds = rng.choice(["production", "quiz", "honeypot", "expert"], n, p=[0.7, 0.1, 0.1, 0.1])
+    actions = rng.choice(["accept", "reject", "manual", "skip", "ambiguous"], n)
+    frame = pd.DataFrame({
+        "kind": pd.Categorical(kinds), "action": pd.Categorical(actions), "counts": rng.random(n) < 0.8,
+        "annotator": pd.Categorical(rng.choice(["UA", "UB", "UC"], n)),
+        "created_at": pd.to_datetime(T0) + pd.to_timedelta(rng.integers(0, 3 * 86400, n), unit="s"),
+    })
+    out = activity_section(frame, [T0.date() + timedelta(days=k) for k in range(3)], "America/New_York")
+    for entry in out["per_day"]:
+        rows = frame.loc[frame["created_at"].dt.tz_convert("America/New_York").dt.date == entry["day"]]
+        expected = Activity.from_rows((k, a, c, 1) for k, a, c in zip(rows["kind"], rows["action"], rows["counts"],
+                                                                     strict=True))
+        assert Activity.from_dict(entry) == expected
+    assert sum(Activity.from_dict(v).total for v in out["per_annotator"].values()) == n

@@ -33,6 +33,10 @@ from storage.models import Item, Label, Project
 PACE_DAYS = 7
 
 
+def _utc64(when: datetime) -> np.datetime64:
+    return np.datetime64(when.astimezone(ZoneInfo("UTC")).replace(tzinfo=None), "ns")
+
+
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone)
 
@@ -87,41 +91,51 @@ def progress_section(session: Session, project: Project, spec: ProjectSpec, now:
 # --- the window's counts ---------------------------------------------------------------------------
 
 
-def _frame_activity(frame: pd.DataFrame) -> Activity:
+def _grouped(frame: pd.DataFrame, by: pd.Series | np.ndarray | None = None) -> dict[Any, Activity]:
+    """Activity of the frame's rows (per value of `by`, when given): one groupby, folded by the vocabulary."""
     if frame.empty:
-        return Activity()
-    groups = frame.groupby(
-        [frame["kind"].astype(object), frame["action"].astype(object), frame["counts"].astype(bool)],
-        sort=False, observed=True,
-    ).size()
-    return Activity.from_rows((k, a, c, n) for (k, a, c), n in groups.items())
+        return {}
+    keys = [frame["kind"].astype(object), frame["action"].astype(object), frame["counts"].astype(bool)]
+    if by is not None:
+        keys.insert(0, pd.Series(by, index=frame.index))
+    sizes = frame.groupby(keys, sort=False, observed=True).size()
+    rows: dict[Any, list[tuple[str, str, bool, int]]] = {}
+    for key, n in sizes.items():
+        group, rest = (key[0], key[1:]) if by is not None else (None, key)
+        rows.setdefault(group, []).append((*rest, int(n)))
+    return {group: Activity.from_rows(r) for group, r in rows.items()}
 
 
 def activity_section(window: pd.DataFrame, days: list[date], tz: str) -> dict[str, Any]:
     """The window's label rows in the one vocabulary: in all, per local day (`days`, as the trend) and per
-    annotator (by member id)."""
-    total = _frame_activity(window)
+    annotator (by member id). Two groupbys over the frame, whatever its size."""
+    total = _grouped(window).get(None, Activity())
+    by_day: dict[date, Activity] = {}
     per_annotator: dict[str, dict[str, int]] = {}
     if len(window):
-        for user, rows in window.groupby(window["annotator"].astype(object), sort=True):
-            per_annotator[str(user)] = _frame_activity(rows).to_dict()
-    per_day: list[dict[str, Any]] = []
-    day_of = local_days(window["created_at"], tz) if len(window) else np.empty(0, dtype="datetime64[D]")
-    for day in days:
-        rows = window.loc[day_of == np.datetime64(day, "D")] if len(window) else window
-        per_day.append({"day": day, **_frame_activity(rows).to_dict()})
+        by_day = {pd.Timestamp(k).date(): v for k, v in _grouped(window, local_days(window["created_at"], tz)).items()}
+        by_user = _grouped(window, window["annotator"].astype(object).to_numpy())
+        per_annotator = {str(user): by_user[user].to_dict() for user in sorted(by_user, key=str)}
+    per_day = [{"day": day, **by_day.get(day, Activity()).to_dict()} for day in days]
     return {"window": total.to_dict(), "per_day": per_day, "per_annotator": per_annotator}
 
 
 def add_daily_series(daily: list[dict[str, Any]], window: pd.DataFrame, tz: str) -> None:
     """Add to each day of the trend its anchoring (answers matching a shown draft minus answers matching
-    a hidden one, as `drift.anchoring_from_counts` defines it) and how many answers it rests on."""
+    a hidden one, counted as `sections.week_counts` counts them and turned into the difference by
+    `drift.anchoring_from_counts`) and how many answers it rests on. Each day reads only its own rows
+    (a slice of the frame sorted by time), so the whole series costs one pass over the window."""
     zone = ZoneInfo(tz)
+    created = window["created_at"]
+    if len(window) and not created.is_monotonic_increasing:
+        window = window.iloc[np.argsort(created.to_numpy(), kind="stable")]
+        created = window["created_at"]
+    stamps = created.to_numpy(dtype="datetime64[ns]")  # UTC
     for entry in daily:
         day = entry["day"] if isinstance(entry["day"], date) else date.fromisoformat(str(entry["day"]))
-        start = _local_midnight(day, zone)
-        counts = week_counts(window, start, _local_midnight(day + timedelta(days=1), zone)) if len(window) \
-            else (0, 0, 0, 0)
+        start, end = _local_midnight(day, zone), _local_midnight(day + timedelta(days=1), zone)
+        lo, hi = (int(np.searchsorted(stamps, _utc64(t), side="left")) for t in (start, end))
+        counts = week_counts(window.iloc[lo:hi], start, end) if hi > lo else (0, 0, 0, 0)
         measure = drift_stats.anchoring_from_counts(*counts)
         entry["anchoring"] = measure.value
         entry["anchoring_n"] = counts[1] + counts[3]
