@@ -9,8 +9,9 @@ checks), built into a temporary SQLite file. Measured, each the median of `--rep
 - the report's progress section (SQL: item statuses, answers today and this week, the pace) and the
   window's counts in the one vocabulary plus the daily anchoring series (pandas, on the frame the
   report already loaded), next to the whole `build_report` of the 7-day daily window;
-- a reminder pass over the 28 qualified annotators (who labeled today, what waits for each: the
-  waiting count is capped at 1,000, so it does not grow with the queue), without sending;
+- a reminder pass over the 28 qualified annotators with 20,000 fresh items waiting (who labeled
+  today, what waits for each: the count stops at 1,000, so it does not grow with the queue), without
+  sending (a DM is two Web API calls per person on top);
 - the Home tab's numbers for one annotator (today, the week, the team's week, the streak: one
   indexed probe per day of the streak, 14 here);
 - the users.info lookups of a report's people, cold and then from the cache (a stub client).
@@ -105,7 +106,15 @@ def measure(path: str, repeat: int) -> dict[str, object]:
     out["build_report_7d_s"], out["build_report_7d_cpu_s"], report = _timed(
         lambda: build_report(db, SLUG, since=since, until=now, now=now), max(1, repeat // 2))
 
-    # a reminder pass at 09:00 Paris the day after the last label: everyone qualified is due
+    # a reminder pass at 09:00 Paris the day after the last label, with 20,000 fresh items waiting:
+    # everyone qualified is due, and each count stops at 1,000
+    from storage.models import Item
+
+    with db.session() as s:
+        pid = get_project(s, SLUG).id
+        s.execute(Item.__table__.insert(), [
+            {"project_id": pid, "external_id": f"fresh-{n}", "text": "fresh", "status": "open", "slots": 3,
+             "labels_done": 0, "is_gold": False, "created_at": now, "updated_at": now} for n in range(20_000)])
     passes = []
     out["reminder_pass_s"], out["reminder_pass_cpu_s"], passes = _timed(
         lambda: due_passes(db, UNTIL.replace(hour=8, minute=0) + timedelta(days=1)), repeat)
