@@ -28,12 +28,17 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ProjectNotFound as e:
-            raise UserError(f"{e} (looked in {which_database()}; set DATABASE_URL to use another database)") from None
         except LabelbotError as e:
-            raise UserError(str(e)) from None
+            raise UserError(explain(e)) from None
 
     return wrapper
+
+
+def explain(error: LabelbotError) -> str:
+    """The message of an error for the terminal; a project not found also says which database was searched."""
+    if isinstance(error, ProjectNotFound):
+        return f"{error} (looked in {which_database()}; set DATABASE_URL to use another database)"
+    return str(error)
 
 
 def which_database(url: str | None = None) -> str:
