@@ -90,9 +90,9 @@ def remove_items(session: Session, project: Project, external_ids: list[str], no
     ids = [items[i].id for i in wanted]
     answered: dict[int, int] = {}
     for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
         answered.update(session.execute(
-            select(Label.item_id, func.count()).where(Label.item_id.in_(chunk)).group_by(Label.item_id)
+            select(Label.item_id, func.count()).where(Label.item_id.in_(ids[start : start + 900]))
+            .group_by(Label.item_id)
         ).all())
     if answered and not with_answers:
         with_labels = [i for i in wanted if items[i].id in answered]

@@ -87,11 +87,11 @@ def _claim(db: Database, project_id: int, key: str, alert: Alert, channel: str, 
     """The row id when this process should post the alert now; None when it was posted (or is being)."""
     try:
         with db.session() as s:
-            row = PostedAlert(project_id=project_id, key=key, kind=alert.kind, subject=alert.subject,
+            new = PostedAlert(project_id=project_id, key=key, kind=alert.kind, subject=alert.subject,
                               text=alert.text[:4000], status="claimed", channel=channel, posted_at=now, last_seen=now)
-            s.add(row)
+            s.add(new)
             s.flush()
-            return row.id
+            return new.id
     except IntegrityError:
         pass
     with db.session() as s:
