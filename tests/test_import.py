@@ -93,7 +93,7 @@ def test_csv_and_parquet_items_with_metadata(database, clock, tmp_path):
     assert metas["1"] == {"lang": "en"} and metas["3"] == {"score": 0.5} and metas["4"] is None
     bad = tmp_path / "bad.csv"
     bad.write_text("id,label\n1,billing\n", encoding="utf-8")
-    with pytest.raises(ImportError_, match=r"1 problem.*no 'text' column .* its columns are 'id', 'label'"):
+    with pytest.raises(ImportError_, match=r"(?s)1 problem.*no 'text' column .* its columns are 'id', 'label'"):
         _run(database, import_items, bad, clock)  # one error for the file, not one per row
 
 
