@@ -20,6 +20,7 @@ from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.core.clock import Clock, SystemClock
+from bot.services.people import NameBook
 from storage.db import Database
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class Deps:
     # Several workspaces (OAuth): the installation store and a client per workspace.
     installation_store: Any = None
     client_for_team: Callable[[str], WebClient | None] | None = None
+    # Display names of members (users.info), cached, for reports and alerts.
+    names: NameBook = field(default_factory=NameBook)
     # The slash commands and events registered, so a test can hold them against the manifest.
     registered: dict[str, set[str]] = field(default_factory=lambda: {"commands": set(), "events": set()})
     _pools: list[Pool] = field(default_factory=list, repr=False)

@@ -16,10 +16,11 @@ from bot.blocks.guidelines import notice_message
 from bot.blocks.labeling import expired_message
 from bot.core import logctx
 from bot.deps import Deps
-from bot.services import drafting, images, reports, webhooks
+from bot.services import drafting, images, reminders, reports, webhooks
 from bot.services.guidelines import notices
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
+from bot.services.reports.live import post_new_alerts
 from storage.locks import once_per_period
 
 
@@ -37,6 +38,17 @@ def upload_images(deps: Deps) -> None:
 def post_daily_reports(deps: Deps) -> None:
     """Post each project's daily summary that is due (once per project and local day)."""
     reports.run_due_reports(deps)
+
+
+def send_reminders(deps: Deps) -> None:
+    """Nudge qualified annotators with examples waiting who have not labeled today (once per person and day)."""
+    reminders.send_due_reminders(deps)
+
+
+def post_alerts(deps: Deps) -> None:
+    """Post each alert to its project's report channel once, as it trips (suspensions at once, the
+    statistics' alerts within a quarter of an hour)."""
+    post_new_alerts(deps)
 
 
 def expire_old_leases(deps: Deps) -> None:
@@ -126,4 +138,6 @@ JOBS: tuple[Job, ...] = (
     Job("low_confidence", escalate_low_confidence, {"minutes": 5}),
     Job("webhooks.deliver", deliver_webhooks, {"seconds": webhooks.DELIVER_INTERVAL_SECONDS}, at_start=True),
     Job("guidelines.notices", guideline_notices, {"seconds": 30}, at_start=True),
+    Job("reminders", send_reminders, {"minutes": 1}, at_start=True),
+    Job("alerts", post_alerts, {"minutes": 1}),
 )

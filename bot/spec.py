@@ -15,13 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.core.enums import TaskType
 from bot.core.errors import ConfigError
+from bot.core.values import MEMBER_ID_RE
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/ -]{0,47}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
 
 class LabelDef(_Strict):
@@ -84,9 +85,26 @@ class MembersSpec(_Strict):
     @classmethod
     def _ids(cls, v: list[str]) -> list[str]:
         for uid in v:
-            if not re.match(r"^[UW][A-Z0-9]{2,}$", uid):
+            if not MEMBER_ID_RE.match(uid):
                 raise ValueError(f"{uid!r} is not a Slack user id (like U012AB3CD)")
         return v
+
+
+def _clock_time(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 24 * 60:
+        v = "{}:{:02d}".format(*divmod(v, 60))  # YAML 1.1 reads an unquoted 9:30 as the number 570
+    m = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", str(v).strip())
+    if not m:
+        raise ValueError("must be a 24-hour time like '09:00'")
+    return f"{int(m.group(1)):02d}:{m.group(2)}"
+
+
+def _time_zone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (use an IANA name like 'Europe/Paris')") from None
+    return v
 
 
 class ReportSpec(_Strict):
@@ -96,22 +114,65 @@ class ReportSpec(_Strict):
     anchoring_alert: float = Field(0.15, ge=0, le=1)
     js_alert: float = Field(0.1, ge=0, le=1)
 
-    @field_validator("time")
+    @field_validator("time", mode="before")
     @classmethod
-    def _time(cls, v: str) -> str:
-        m = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", str(v).strip())
-        if not m:
-            raise ValueError("must be a 24-hour time like '09:00'")
-        return f"{int(m.group(1)):02d}:{m.group(2)}"
+    def _time(cls, v: Any) -> str:
+        return _clock_time(v)
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (use an IANA name like 'Europe/Paris')") from None
-        return v
+        return _time_zone(v)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class RemindersSpec(_Strict):
+    """A daily nudge in the DM of qualified annotators who have examples waiting and have not labeled today."""
+
+    time: str = "09:00"
+    timezone: str = "UTC"
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS))
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> str:
+        return _clock_time(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return _time_zone(v)
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _days(cls, v: Any) -> list[str]:
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not v:
+            raise ValueError("must be a list of weekdays like [mon, tue, wed, thu, fri]")
+        names = {d: d for d in WEEKDAYS} | dict(zip(FULL_WEEKDAYS, WEEKDAYS, strict=True))
+        out = []
+        for day in v:
+            key = names.get(str(day).strip().lower())
+            if key is None:
+                raise ValueError(f"{day!r} is not a weekday (use mon, tue, wed, thu, fri, sat, sun)")
+            if key not in out:
+                out.append(key)
+        return sorted(out, key=WEEKDAYS.index)
+
+
+class ColumnsSpec(_Strict):
+    """Which columns of an import file hold the id and the text (default: `id` and `text`)."""
+
+    id: str = Field("id", min_length=1, max_length=200)
+    text: str = Field("text", min_length=1, max_length=200)
+
+
+class ImportSpec(_Strict):
+    columns: ColumnsSpec = Field(default_factory=ColumnsSpec)
 
 
 WEBHOOK_EVENTS = ("item.completed", "item.escalated", "report.daily")
@@ -169,6 +230,8 @@ class ProjectSpec(_Strict):
     members: MembersSpec = Field(default_factory=MembersSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     webhooks: list[WebhookSpec] = Field(default_factory=list, max_length=10)
+    reminders: RemindersSpec | None = None
+    imports: ImportSpec = Field(default_factory=ImportSpec, alias="import")
     team_id: str | None = None
 
     @field_validator("slug")

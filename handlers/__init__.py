@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-MODULES = ("events", "labeling", "report", "export", "guidelines")
+MODULES = ("events", "labeling", "report", "export", "guidelines", "reminders")
 
 
 class _Recorder:

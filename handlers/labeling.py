@@ -22,6 +22,7 @@ from bot.blocks.ids import CHOOSE_RE, Action, Block, View
 from bot.core.errors import LabelbotError
 from bot.deps import Deps
 from bot.services.labeling import flow
+from handlers import reminders
 from handlers.messenger import Messenger
 
 Listener = Callable[..., None]
@@ -42,6 +43,9 @@ class LabelingHandlers:
             elif cmd.verb == "stats":
                 stats = flow.my_stats(self.deps.db, self.deps.clock.now(), team, user)
                 respond(text="Your numbers", blocks=ui.stats_blocks(stats), response_type="ephemeral")
+            elif cmd.verb == "reminders":
+                text, blocks = reminders.say(self.deps, team, user, cmd.setting)
+                respond(text=text, blocks=blocks, response_type="ephemeral")
             else:
                 self.begin(client, team, user, cmd.slug, respond, quiz=cmd.verb == "quiz")
         except LabelbotError as err:

@@ -24,6 +24,7 @@ from bot.deps import Deps
 from bot.services.access import project_for_lead
 from bot.services.reports import ReportError, parse_report_args, report_for
 from bot.services.reports.chart import report_chart
+from bot.services.reports.names import name_people
 
 DEFAULT_DAYS = 7
 COMMAND = "/label-report"
@@ -50,13 +51,14 @@ class ReportHandlers:
             return
         days = days or DEFAULT_DAYS
         respond(text=ui.working(chosen.name, days), response_type="ephemeral")
-        self.pool.submit(self.send, client, respond, logger, user, chosen, days)
+        self.pool.submit(self.send, client, respond, logger, user, chosen, days, command.get("team_id") or "")
 
     def send(self, client: WebClient, respond: Any, logger: logging.Logger, user: str, chosen: LeadOf,
-             days: int) -> None:
+             days: int, team: str = "") -> None:
         """Runs on the report pool: this is its error boundary (Bolt's app.error does not see it)."""
         try:
             report = report_for(self.deps.db, chosen.slug, days, self.deps.clock.now())
+            name_people(report, self.deps.names, client, team)
             data = report.to_json()
             title = f"Quality report: {report.name}"
             blocks = with_suggest_button(ui.summary_blocks(data, title=title), chosen.slug)

@@ -466,3 +466,55 @@ class JobLock(Base):
     name: Mapped[str] = mapped_column(String(100))
     period: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class RemovedItem(Base):
+    """An item removed by a lead (`labelbot items remove --with-answers`), kept with every answer it had."""
+
+    __tablename__ = "removed_items"
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    gold: Mapped[Any | None] = mapped_column(JSON)  # {"value", "explanation", "source"} for a gold item
+    labels: Mapped[Any] = mapped_column(JSON)  # every label row it had, as plain dicts
+    label_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]  # when the item was imported
+    removed_at: Mapped[datetime]
+
+
+class ReminderPref(Base):
+    """A person's reminders in one workspace: on or off (remembered), and the day of the last one sent
+    (claimed with a conditional UPDATE, so replicas send one reminder per person and day)."""
+
+    __tablename__ = "reminder_prefs"
+    __table_args__ = (UniqueConstraint("team_id", "user_id"),)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    last_sent_on: Mapped[date | None] = mapped_column(Date)
+    updated_at: Mapped[datetime]
+
+
+class PostedAlert(Base):
+    """An alert posted to the report channel as it tripped: one row per project and alert key, so it is
+    posted once (across replicas) and again only after it cleared."""
+
+    __tablename__ = "posted_alerts"
+    __table_args__ = (UniqueConstraint("project_id", "key"),)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="claimed")  # claimed | posted | failed
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    posted_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from bot.cli import load_commands
 from bot.cli.demo import demo
+from bot.core.activity import Activity
 from bot.sandbox.annotators import AnswerKey, Persona, Shown, classify, make_personas, read_example
 from bot.sandbox.demo import DB_NAME, DEMO_DATA
 from bot.services.importer import import_gold, import_items
@@ -183,6 +186,27 @@ def test_small_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert [v["version"] for v in data["agreement_by_guidelines"]] == [1, 2]
     assert data["agreement_by_guidelines"][1]["current"] and data["agreement_by_guidelines"][1]["change"]
     assert "Agreement by guideline version" in report
+
+    # The demo and the report agree on every count: each day's line is the report's day, word for word.
+    per_day = {d["day"]: Activity.from_dict(d) for d in data["activity"]["per_day"]}
+    day_lines = [line.strip() for line in out.splitlines() if line.strip().startswith("Day ")]
+    assert len(day_lines) == 2
+    for line in day_lines:
+        label, words = line.split(": ", 1)
+        when = datetime.strptime(label.split("(")[1].rstrip(")") + f" {data['until'][:4]}", "%a %d %b %Y").date()
+        assert words.split("; ")[0] == per_day[when.isoformat()].words()
+        assert f"{when:%a %b %d}: {per_day[when.isoformat()].words()}" in report  # the report's "Per day"
+    window = Activity.from_dict(data["activity"]["window"])
+    assert window.total == data["labels"] and window.answers > 0 and window.quiz_answers >= 30
+    shown = CliRunner().invoke(load_commands(), ["project", "show", "support-intents"],
+                               env={"DATABASE_URL": f"sqlite:///{folder / DB_NAME}"})
+    assert f"done: {window.words(zeros=True)}" in shown.output  # `project show`: the same numbers
+    # People by display name in what leads read, member ids in the JSON.
+    assert data["names"]["U0ANN001"] == "Amara" and "Amara" in report
+    assert {r["user"] for r in data["per_annotator"]} >= {"U0ANN001"}
+    # The morning's reminder, and one annotator stopping them.
+    assert "labelbot reminded" in out and "examples are waiting in Support ticket intents" in out
+    assert "clicked Stop reminders and was told: \"" in out and "Reminders are off" in out
 
     png = (folder / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

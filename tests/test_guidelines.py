@@ -432,8 +432,9 @@ def test_report_shows_agreement_per_version(database: Database) -> None:
     assert "Agreement by guideline version" in text and "Version 2 helped:" in text
     from bot.services.reports.chart import report_chart, report_figure
 
-    assert len(report_figure(data).axes) == 4  # a panel per guideline version once there is a revision
+    shown = [a for a in report_figure(data).axes if a.get_visible()]
+    assert len(shown) == 7  # the six panels, and agreement per guideline version once there is a revision
     assert report_chart(data)[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(report_figure({**data, "agreement_by_guidelines": [v1]}).axes) == 3
+    assert len(report_figure({**data, "agreement_by_guidelines": [v1]}).axes) == 6
     assert f"v1 (since {T0:%Y-%m-%d}): α {v1['krippendorff_alpha']:.2f}" in text
 

@@ -93,8 +93,8 @@ def test_csv_and_parquet_items_with_metadata(database, clock, tmp_path):
     assert metas["1"] == {"lang": "en"} and metas["3"] == {"score": 0.5} and metas["4"] is None
     bad = tmp_path / "bad.csv"
     bad.write_text("id,label\n1,billing\n", encoding="utf-8")
-    with pytest.raises(ImportError_, match="line 2: field 'text' is missing"):
-        _run(database, import_items, bad, clock)
+    with pytest.raises(ImportError_, match=r"(?s)1 problem.*no 'text' column .* its columns are 'id', 'label'"):
+        _run(database, import_items, bad, clock)  # one error for the file, not one per row
 
 
 @pytest.mark.parametrize(
@@ -156,6 +156,7 @@ def test_cli_round_trip_and_clean_errors(tmp_path):
     assert r.exit_code == 2 and "line 2: duplicate id" in r.output and "Traceback" not in r.output
     r = runner.invoke(cli, ["import", "nosuch", str(items)], env=env)
     assert r.exit_code == 2 and "No project 'nosuch'" in r.output
+    assert f"looked in {env['DATABASE_URL']}" in r.output  # which database it searched
     bad_spec = tmp_path / "bad.yml"
     bad_spec.write_text("slug: Bad Slug\nname: x\ntask: sorting\nlabels: [a]\nredundancy: 0\ncolour: red\n")
     r = runner.invoke(cli, ["project", "create", str(bad_spec)], env=env)
@@ -165,7 +166,9 @@ def test_cli_round_trip_and_clean_errors(tmp_path):
     r = runner.invoke(cli, ["serve"], env={**env, "SLACK_BOT_TOKEN": "", "SLACK_APP_TOKEN": ""})
     assert r.exit_code == 2 and "Set SLACK_BOT_TOKEN" in r.output and "Traceback" not in r.output
     r = runner.invoke(cli, ["project", "list"], env=env)
-    assert "demo" in r.output and "0 items" in r.output
+    header, row = r.output.splitlines()
+    assert header.split() == ["project", "task", "items", "gold", "answers", "name"]
+    assert row.split() == ["demo", "classification", "0", "0", "0", "Demo"]
 
 
 def test_spec_validation_messages():

@@ -46,7 +46,8 @@ def test_lead_gets_the_report_and_the_chart_in_their_dm(bot: Any) -> None:
     assert report["response_type"] == "ephemeral"
     assert check_message_blocks(report["blocks"]) == []
     assert report["blocks"][0]["text"]["text"] == "Quality report: Support intents"
-    assert "alert" in report["blocks"][2]["text"]["text"]  # alerts first, right after the header
+    assert "Progress" in report["blocks"][2]["text"]["text"]  # progress first, right after the header
+    assert "alert" in report["blocks"][3]["text"]["text"]  # then the alerts
     assert "Building the report" in texts(bot.fake)[0]
     assert all(p.get("response_type") == "ephemeral" for p in said(bot.fake))
 

@@ -189,10 +189,10 @@ def test_alerts_come_first_and_in_order(lite: Database, monkeypatch: pytest.Monk
     assert list(data)[:8] == ["project", "name", "task", "since", "until", "generated_at", "timezone", "alerts"]
     assert data["alerts"][2]["subject"] == "UB"  # hidden checks 0% < 80% with min_checks 1
     text = report_text(data)
-    assert text.index("ALERTS") < text.index("Agreement")
+    assert text.index("PROGRESS") < text.index("ALERTS") < text.index("Agreement")
     blocks = summary_blocks(data)
     alert_block = next(i for i, b in enumerate(blocks) if "alert" in json.dumps(b))
-    assert alert_block == 2  # right after the header and its context line
+    assert alert_block == 3  # right after the header, its context line and the progress
     markdown = "\n".join(_texts(blocks, "mrkdwn"))
     assert "&lt;!channel&gt; 503" in markdown and "<!channel>" not in markdown
 
@@ -218,7 +218,7 @@ def test_empty_window_gives_reasons_not_nan(db: Database) -> None:
     png = report_chart(data)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     texts = [t.get_text() for ax in report_figure(data).axes for t in ax.texts]
-    assert texts.count("no data yet") == 3
+    assert texts.count("no data yet") == 6  # every panel says so (no items, no answers)
 
 
 @pytest.mark.parametrize(
@@ -299,19 +299,32 @@ def test_blocks_with_hostile_names_and_many_annotators(lite: Database) -> None:
     assert blocks[0]["type"] == "header" and blocks[0]["text"]["type"] == "plain_text"
     assert "and 28 more" in markdown  # alerts: 12 shown of 40
     data["alerts"] = [{"kind": "suspension", "text": "&" * 2000, "subject": None}] * 40  # each cut to 600 escaped
-    alerts = summary_blocks(data)[2]["text"]["text"]
+    alerts = summary_blocks(data)[3]["text"]["text"]
     assert len(alerts) <= SECTION_TEXT_MAX and alerts.endswith("and 36 more")  # 4 fit
     table = next(t for t in _texts(blocks) if t.startswith("*Per annotator*"))
     assert "more" in table.splitlines()[-1] and "`code`" not in table
     assert len(summary_text(data)) <= 300 and "<!channel>" not in summary_text(data)
 
 
-def test_chart_has_three_panels(seeded: dict) -> None:
-    data = seeded
+def test_chart_has_six_panels_sized_for_slack(seeded: dict) -> None:
+    data = {**seeded, "names": {"UA": "Amara <b>$x$</b>"}}
     fig = report_figure(data)
-    assert len(fig.axes) == 3
-    assert [ax.get_title() for ax in fig.axes] == ["Labels per day", "Agreement per day", "Labels: blind vs drafted"]
-    assert all(ax.get_ylabel() for ax in fig.axes)
+    assert len(fig.axes) == 6
+    assert [ax.get_title(loc="left") for ax in fig.axes] == [
+        "Answers per day", "Items", "Agreement per day", "Anchoring per day", "Gold accuracy (% right)",
+        "Labels: blind vs drafted"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["answers", "gold checks", "quiz answers",
+                                                                           "skips and flags"]
+    # gold accuracy per annotator, by display name (mathtext disarmed)
+    assert [t.get_text() for t in fig.axes[4].get_yticklabels()] == [r"Amara <b>\$x\$</b>", "UB", "UC"]
+    # UA: quiz 0%, hidden 100%
+    assert fig.axes[4].patches[0].get_width() == 0.0 and fig.axes[4].patches[3].get_width() == 100.0
+    # the items of the progress: 5 open of 5
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["open (5)"]
+    # a near-square picture with large type: readable when Slack scales it to the conversation's width
+    width, height = fig.get_size_inches() * fig.dpi
+    assert (width, height) == (1000, 1100)
+    assert min(t.get_fontsize() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()) >= 11
     png = report_chart(data)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 

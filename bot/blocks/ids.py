@@ -8,7 +8,7 @@ from enum import StrEnum
 
 class Action(StrEnum):
     CHOOSE = "label.choose"  # classification label button; suffixed ":<index>"
-    SELECT = "label.select"  # classification static_select (> 5 labels)
+    SELECT = "label.select"  # classification static_select (more than 15 labels)
     ACCEPT = "label.accept"
     EDIT = "label.edit"
     REJECT = "label.reject"
@@ -19,12 +19,14 @@ class Action(StrEnum):
     FULL_TEXT = "label.full_text"
     FULL_IMAGE = "label.full_image"  # "Show full size": the item's image in a modal
     GUIDELINES = "label.guidelines"
-    START = "label.start"  # "Start labeling" (Home tab, project picker)
+    START = "label.start"  # "Start labeling" (Home tab, project picker, reminders)
     QUIZ_START = "quiz.start"
     SUGGEST_REVISION = "guidelines.suggest"  # "Suggest a guideline revision" (reports, for leads)
     REVISION_TEXT = "guidelines.text"  # the modal's inputs (state only)
     REVISION_SUMMARY = "guidelines.summary"
     REVISION_PROMOTE = "guidelines.promote"
+    REMINDERS_OFF = "reminders.off"  # "Stop reminders" in a reminder DM
+    REMINDERS_ON = "reminders.on"  # "Turn reminders back on"
 
 
 CHOOSE_RE = re.compile(r"^label\.choose:\d+$")
@@ -47,7 +49,7 @@ class Block(StrEnum):
     IMAGE_ACTIONS = "lb.image_actions"
     DRAFT = "lb.draft"
     CROWD = "lb.crowd"
-    CHOICES = "lb.choices"
+    CHOICES = "lb.choices"  # the first row of label buttons; further rows are "lb.choices.2", ...
     CHECKS = "lb.checks"
     CONTROLS = "lb.controls"
     PROGRESS = "lb.progress"

@@ -43,7 +43,8 @@ from bot.core.types import (
 from bot.core.values import display
 
 TEXT_PREVIEW = 2900
-MAX_BUTTON_LABELS = 5
+MAX_BUTTON_LABELS = 15  # up to this many labels show as buttons (in rows); more as a menu
+BUTTONS_PER_ROW = 5
 SIMULATED_NOTE = "simulated drafter (demo): not a real model"
 
 ACTION_WORDS = {
@@ -165,7 +166,8 @@ def _choice_blocks(task: Task) -> list[dict[str, Any]]:
                 text = f"✓ {name}" if drafted else name
                 elements.append(button(cut(text, BUTTON_TEXT_MAX), choose_id(i), f"{aid}:{i}",
                                        "primary" if drafted else None))
-            return [{"type": "actions", "block_id": Block.CHOICES, "elements": elements}]
+            return [{"type": "actions", "block_id": Block.CHOICES if r == 0 else f"{Block.CHOICES}.{r + 1}",
+                     "elements": row} for r, row in enumerate(button_rows(elements))]
         select: dict[str, Any] = {
             "type": "static_select",
             "action_id": Action.SELECT,
@@ -187,6 +189,15 @@ def _choice_blocks(task: Task) -> list[dict[str, Any]]:
             checks["initial_options"] = initial
         return [{"type": "actions", "block_id": Block.CHECKS, "elements": [checks]}]
     return []
+
+
+def button_rows(elements: list[dict[str, Any]], per_row: int = BUTTONS_PER_ROW) -> list[list[dict[str, Any]]]:
+    """Buttons in rows of at most `per_row`, as even as possible (6 labels: 3 + 3, 7: 4 + 3)."""
+    if not elements:
+        return []
+    rows = -(-len(elements) // per_row)
+    size = -(-len(elements) // rows)
+    return [elements[i : i + size] for i in range(0, len(elements), size)]
 
 
 def _control_blocks(task: Task) -> list[dict[str, Any]]:
@@ -346,6 +357,7 @@ HELP = """*labelbot* — label examples in this DM, one at a time.
 • `/label <project>` — label a specific project
 • `/label quiz [project]` — take the qualification quiz
 • `/label stats` — your numbers
+• `/label reminders off` (or `on`) — the daily reminder when examples are waiting
 • `/label help` — this help
 Leads: `/label-report [project] [days]`, `/label-export [project] [jsonl|csv|parquet|openai] [raw]`.
 On each example: *Accept* the draft, correct it (*Edit*, *Reject*, or pick another label), *Skip*,
@@ -362,7 +374,10 @@ def stats_blocks(stats: list[Any]) -> list[dict[str, Any]]:
     lines = []
     for s in stats[:40]:
         acc = f"{s.gold_accuracy:.0%} on {s.gold_checks} checks" if s.gold_accuracy is not None else "no checks yet"
-        lines.append(f"*{safe_mrkdwn(s.project_name, 100)}* ({s.state}): {s.today} today · {s.total} total · {acc}")
+        streak = f" · {s.streak}-day streak" if getattr(s, "streak", 0) > 1 else ""
+        week = f" · {s.week} this week (team {s.team_week})" if getattr(s, "team_week", 0) else ""
+        lines.append(f"*{safe_mrkdwn(s.project_name, 100)}* ({s.state}): {s.today} today · {s.total} total · "
+                     f"{acc}{week}{streak}")
     return [section_md(cut("\n".join(lines), SECTION_TEXT_MAX), "lb.stats")]
 
 
@@ -439,7 +454,23 @@ def guidelines_modal(project_name: str, instructions: str, labels: list[tuple[st
             "close": plain("Close", 24), "blocks": blocks[:VIEW_BLOCKS_MAX]}
 
 
+def _streak(days: int) -> str:
+    if days <= 0:
+        return "no streak yet: label one example today to start one"
+    return f":fire: {days}-day streak" if days > 1 else ":seedling: 1-day streak: come back tomorrow to keep it"
+
+
+def _week(s: Any) -> str:
+    """"This week: you 42 · the team 310 (6 people)"."""
+    if s.week and s.team_people <= 1:
+        return f"This week: you {s.week:,} (just you so far)"
+    people = f" ({s.team_people} {'person' if s.team_people == 1 else 'people'})" if s.team_people else ""
+    return f"This week: you {s.week:,} · the team {s.team_week:,}{people}"
+
+
 def home_view(stats: list[Any]) -> dict[str, Any]:
+    """The Home tab: per project, where the person stands, today, their week next to the team's, their
+    streak, total and gold accuracy, and the button to go on."""
     blocks: list[dict[str, Any]] = [header("labelbot")]
     if not stats:
         blocks.append(section_md("No labeling projects in this workspace yet.", "home.empty"))
@@ -447,9 +478,13 @@ def home_view(stats: list[Any]) -> dict[str, Any]:
         acc = f"{s.gold_accuracy:.0%} ({s.gold_checks} checks)" if s.gold_accuracy is not None else "n/a"
         state = {"qualified": ":white_check_mark: qualified", "suspended": ":no_entry: suspended",
                  "new": ":pencil2: quiz pending", "not joined": ":wave: not joined"}.get(s.state, s.state)
-        blocks.append(section_md(
-            f"*{safe_mrkdwn(s.project_name, 150)}* · {state}\nToday {s.today} · total {s.total} · gold accuracy {acc}"
-        ))
+        lines = [f"*{safe_mrkdwn(s.project_name, 150)}* · {state}"]
+        if s.state in ("qualified", "suspended") or s.total:
+            lines.append(f"Today {s.today:,} · {_week(s)}")
+            lines.append(f"{_streak(s.streak)} · total {s.total:,} · gold accuracy {acc}")
+        elif s.team_week:
+            lines.append(f"This week the team labeled {s.team_week:,} examples; join them with the quiz.")
+        blocks.append(section_md("\n".join(lines)))
         if s.state == "qualified":
             el = button("Start labeling", Action.START, s.project_slug, "primary")
         else:

@@ -87,19 +87,27 @@ def clicked_message(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True)
 class LabelCommand:
-    verb: str  # "label" | "quiz" | "stats" | "help"
+    verb: str  # "label" | "quiz" | "stats" | "help" | "reminders"
     slug: str | None = None
+    setting: bool | None = None  # reminders: True (on), False (off), None (just say)
 
 
-LABEL_USAGE = "Usage: `/label [project]`, `/label quiz [project]`, `/label stats` or `/label help`."
+LABEL_USAGE = ("Usage: `/label [project]`, `/label quiz [project]`, `/label stats`, `/label reminders off|on` "
+               "or `/label help`.")
 
 
 def label_command(text: str | None) -> LabelCommand:
-    """`/label [project] | quiz [project] | stats | help`; a malformed one raises `Refused` with the usage."""
+    """`/label [project] | quiz [project] | stats | reminders [off|on] | help`; a malformed one raises
+    `Refused` with the usage."""
     words = (text or "").split()
     verb = words[0].lower() if words else ""
     if verb in ("help", "stats"):
         return LabelCommand(verb)
+    if verb == "reminders":
+        setting = words[1].lower() if len(words) == 2 else None
+        if len(words) > 2 or (setting is not None and setting not in ("on", "off")):
+            raise Refused("Usage: `/label reminders off` or `/label reminders on`.")
+        return LabelCommand("reminders", setting=None if setting is None else setting == "on")
     if verb == "quiz":
         if len(words) > 2:
             raise Refused("Usage: `/label quiz [project]`")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from bot.config import Settings
 from bot.core.errors import LabelbotError
-from storage.db import Database
+from bot.services.projects import ProjectNotFound
+from storage.db import Database, normalize_url
 
 
 class UserError(click.ClickException):
@@ -19,16 +21,35 @@ class UserError(click.ClickException):
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every `LabelbotError` into one clear message (exit status 2) instead of a traceback."""
+    """Turn every `LabelbotError` into one clear message (exit status 2) instead of a traceback. A project
+    that is not found also says which database was searched (DATABASE_URL is easy to forget)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except LabelbotError as e:
-            raise UserError(str(e)) from None
+            raise UserError(explain(e)) from None
 
     return wrapper
+
+
+def explain(error: LabelbotError) -> str:
+    """The message of an error for the terminal; a project not found also says which database was searched."""
+    if isinstance(error, ProjectNotFound):
+        return f"{error} (looked in {which_database()}; set DATABASE_URL to use another database)"
+    return str(error)
+
+
+def which_database(url: str | None = None) -> str:
+    """The database a command uses, for people: the URL without its password, and a SQLite file's full path."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(normalize_url(url or Settings.from_env().database_url))
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        shown += f" (the file {Path(parsed.database).resolve()})"
+    return shown
 
 
 def open_db(upgrade: bool = True) -> Database:

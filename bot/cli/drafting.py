@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from bot.cli.common import UserError, friendly, open_db, progress_bar
+from bot.cli.common import UserError, explain, friendly, open_db, progress_bar
 from bot.config import Settings
 from bot.core.errors import ConfigError
 
@@ -84,7 +84,7 @@ def draft(slug: str, limit: int | None, use_batch: bool, collect: bool, retry_er
         if cost:
             click.echo(f"Estimated cost: ${cost:.4f}.")
     except (NotFound, ConfigError, drafting.DraftingUnavailable) as e:
-        raise UserError(str(e)) from None
+        raise UserError(explain(e)) from None
     except openai.APIError as e:
         raise UserError(f"The LLM server at {drafter.base_url} refused: {e}") from None
 

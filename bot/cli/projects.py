@@ -1,6 +1,8 @@
-"""`labelbot db`, `project`, `import`, `gold` and `member`: setting a project up."""
+"""`labelbot db`, `project`, `import`, `gold`, `member` and `items`: setting a project up and looking after it."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import click
 
@@ -62,6 +64,15 @@ def project_create(spec_file: str, team: str | None) -> None:
     with database.session() as s:
         p = create_project(s, spec, team_id, SystemClock().now())
         click.echo(f"Created project {p.slug!r} ({spec.task.value}, {len(spec.labels)} labels) in workspace {team_id}.")
+        _warn_gold_pool(s, p, spec)
+
+
+def _warn_gold_pool(session: object, project: object, spec: object) -> None:
+    from bot.services.projects import gold_pool_warning
+
+    warning = gold_pool_warning(session, project, spec)  # type: ignore[arg-type]
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @project.command("update")
@@ -75,77 +86,121 @@ def project_update(spec_file: str) -> None:
     with open_db().session() as s:
         p, changes = update_project(s, spec, SystemClock().now())
         click.echo(f"Updated project {p.slug!r}: " + ("; ".join(changes) if changes else "no change") + ".")
+        _warn_gold_pool(s, p, spec)
 
 
 @project.command("list")
-def project_list() -> None:
-    """List projects with their item counts."""
-    from sqlalchemy import func, select
-
+@click.option("--archived/--no-archived", default=True, show_default=True, help="Also list archived projects.")
+def project_list(archived: bool) -> None:
+    """List projects: items (gold apart), answers, and whether they are archived."""
+    from bot.services.activity import activity_between, item_counts
     from bot.services.projects import list_projects
-    from storage.models import Item
 
     with open_db().read() as s:
-        projects = list_projects(s)
+        projects = list_projects(s, include_archived=archived)
         if not projects:
             click.echo("No projects yet. Create one with `labelbot project create spec.yml`.")
             return
+        click.echo(f"{'project':24} {'task':15} {'items':>9} {'gold':>6} {'answers':>9}  name")
         for p in projects:
-            n = s.scalar(select(func.count()).select_from(Item).where(Item.project_id == p.id))
-            click.echo(f"{p.slug:24} {p.task:15} {n:>9} items  {p.name}")
+            items, activity = item_counts(s, p.id), activity_between(s, p.id)
+            note = "  (archived)" if p.archived else ""
+            click.echo(f"{p.slug:24} {p.task:15} {items['total']:>9,} {items['gold']:>6,} {activity.answers:>9,}  "
+                       f"{p.name}{note}")
 
 
 @project.command("show")
 @click.argument("slug")
 @friendly
 def project_show(slug: str) -> None:
-    """Print a project's spec and counts."""
+    """Print a project's items, what people did (in the report's words), its members and its spec."""
     from sqlalchemy import func, select
 
+    from bot.services.activity import activity_between, item_counts
     from bot.services.projects import get_project, spec_of
-    from storage.models import Item, Label, Member
+    from storage.models import Member
 
     with open_db().read() as s:
         p = get_project(s, slug)
         spec = spec_of(p)
-        by_status = dict(
-            s.execute(select(Item.status, func.count()).where(Item.project_id == p.id).group_by(Item.status)).all()
-        )
-        n_labels = s.scalar(select(func.count()).select_from(Label).where(Label.project_id == p.id))
+        items = item_counts(s, p.id)
+        activity = activity_between(s, p.id)
         members = dict(
             s.execute(select(Member.state, func.count()).where(Member.project_id == p.id).group_by(Member.state)).all()
         )
-        click.echo(f"# {p.name} ({p.slug}), workspace {p.team_id}")
-        click.echo("items: " + (", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none"))
-        click.echo(f"labels: {n_labels}")
+        click.echo(f"# {p.name} ({p.slug}), workspace {p.team_id}" + (" — ARCHIVED" if p.archived else ""))
+        if p.archived:
+            click.echo("archived: serves nothing and is not offered in /label; all data kept "
+                       f"(`labelbot project unarchive {p.slug}` brings it back)")
+        click.echo(f"items: {items['total']:,} ({items['open']:,} open, {items['complete']:,} complete, "
+                   f"{items['escalated']:,} escalated: {items['in_expert_queue']:,} in the expert queue, "
+                   f"{items['resolved']:,} settled by an expert); gold items: {items['gold']:,}")
+        click.echo(f"done: {activity.words(zeros=True)}")
         click.echo("members: " + (", ".join(f"{k} {v}" for k, v in sorted(members.items())) or "none"))
         click.echo(spec.to_yaml().rstrip())
 
 
+@project.command("archive")
+@click.argument("slug")
+@friendly
+def project_archive(slug: str) -> None:
+    """Archive a project: it serves nothing and leaves /label; all its data stays (reports, exports)."""
+    from bot.services.projects import set_archived
+
+    with open_db().session() as s:
+        p, cancelled = set_archived(s, slug, True, SystemClock().now())
+        taken = f"; {cancelled} open example(s) taken back from people's DMs" if cancelled else ""
+        click.echo(f"Archived {p.slug!r}: it serves nothing and is not offered in /label{taken}. "
+                   f"All its data is kept; `labelbot project unarchive {p.slug}` brings it back.")
+
+
+@project.command("unarchive")
+@click.argument("slug")
+@friendly
+def project_unarchive(slug: str) -> None:
+    """Bring an archived project back."""
+    from bot.services.projects import set_archived
+
+    with open_db().session() as s:
+        p, _ = set_archived(s, slug, False, SystemClock().now())
+        click.echo(f"{p.slug!r} is active again: /label serves it.")
+
+
 # ---------------------------------------------------------------------------------- import
-def _run_import(kind: str, slug: str, file: str, update_existing: bool) -> None:
-    from bot.services.importer import count_rows, import_gold, import_items
-    from bot.services.projects import get_project
+def _run_import(kind: str, slug: str, file: str, update_existing: bool, id_column: str | None = None,
+                text_column: str | None = None) -> None:
+    from bot.services.importer import columns_for, count_rows, import_gold, import_items
+    from bot.services.projects import get_project, spec_of
 
     database = open_db()
     progress, advance = progress_bar(count_rows(file), f"Importing {kind}")
     with progress, database.session() as s:
         p = get_project(s, slug)
         fn = import_items if kind == "items" else import_gold
-        result = fn(s, p, file, SystemClock().now(), update_existing=update_existing, progress=advance)
+        columns = columns_for(spec_of(p), id_column, text_column)
+        result = fn(s, p, file, SystemClock().now(), update_existing=update_existing, progress=advance,
+                    columns=columns)
     click.echo(result.summary("gold items" if kind == "gold" else "items"))
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
+
+
+_ID_COLUMN = click.option("--id-column", metavar="NAME",
+                          help="The column holding each item's id (default: import.columns.id of the spec, or 'id').")
+_TEXT_COLUMN = click.option("--text-column", metavar="NAME",
+                            help="The column holding the text (default: import.columns.text of the spec, or 'text').")
 
 
 @click.command("import")
 @click.argument("slug")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--update", "update_existing", is_flag=True, help="Replace the text/metadata of ids already imported.")
+@_ID_COLUMN
+@_TEXT_COLUMN
 @friendly
-def import_cmd(slug: str, file: str, update_existing: bool) -> None:
-    """Import items (id, text, other fields as metadata) from .jsonl, .csv or .parquet."""
-    _run_import("items", slug, file, update_existing)
+def import_cmd(slug: str, file: str, update_existing: bool, id_column: str | None, text_column: str | None) -> None:
+    """Import items (id, text, other fields as metadata) from .jsonl, .json, .csv, .tsv or .parquet."""
+    _run_import("items", slug, file, update_existing, id_column, text_column)
 
 
 class _GoldGroup(click.Group):
@@ -166,10 +221,12 @@ def gold() -> None:
 @click.argument("slug")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--update", "update_existing", is_flag=True, help="Replace gold answers of ids already imported.")
+@_ID_COLUMN
+@_TEXT_COLUMN
 @friendly
-def gold_import(slug: str, file: str, update_existing: bool) -> None:
+def gold_import(slug: str, file: str, update_existing: bool, id_column: str | None, text_column: str | None) -> None:
     """Import gold items: id, text, the answer (label | labels | spans | rewrite), explanation."""
-    _run_import("gold", slug, file, update_existing)
+    _run_import("gold", slug, file, update_existing, id_column, text_column)
 
 
 @gold.command("promote")
@@ -187,7 +244,28 @@ def gold_promote(slug: str, from_experts: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------- members
-@click.command("member")
+class _DefaultGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to `default` (`labelbot member SLUG
+    USER` sets a member, `labelbot member list SLUG` lists them)."""
+
+    default = ""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return self.default, self.commands[self.default], args
+        return super().resolve_command(ctx, args)
+
+
+class _MemberGroup(_DefaultGroup):
+    default = "set"
+
+
+@click.group(cls=_MemberGroup)
+def member() -> None:
+    """Members: `labelbot member SLUG USER [...]` changes one, `labelbot member list SLUG` lists them."""
+
+
+@member.command("set")
 @click.argument("slug")
 @click.argument("user")
 @click.option("--tier", type=click.Choice(["crowd", "expert", "lead"]))
@@ -196,10 +274,11 @@ def gold_promote(slug: str, from_experts: bool) -> None:
 @click.option("--reason")
 @friendly
 def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None) -> None:
-    """Change a member's tier or suspend / reinstate them."""
+    """Change a member's tier or suspend / reinstate them. USER is a Slack member id (U0123ABCD)."""
     from bot.core.enums import Tier
-    from bot.services.projects import get_project, set_member
+    from bot.services.projects import check_member_id, get_project, set_member
 
+    check_member_id(user)
     with open_db().session() as s:
         p = get_project(s, slug)
         change = set_member(
@@ -209,4 +288,84 @@ def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate:
         click.echo(f"{user} in {slug}: {change.description} (tier {change.member.tier}, {change.member.state}).")
 
 
-COMMANDS = [db, project, import_cmd, gold, member_cmd]
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = (now - when).total_seconds()
+    if seconds < 3600:
+        return f"{max(0, int(seconds // 60))} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{when:%Y-%m-%d}"
+
+
+@member.command("list")
+@click.argument("slug")
+@click.option("--names/--no-names", default=True, show_default=True,
+              help="Show Slack display names too (needs SLACK_BOT_TOKEN and the users:read scope).")
+@friendly
+def member_list(slug: str, names: bool) -> None:
+    """Members of a project: tier, state and why, answers, gold accuracy on hidden checks, last active."""
+    from bot.services.projects import get_project, member_rows
+
+    with open_db().read() as s:
+        p = get_project(s, slug)
+        rows = member_rows(s, p)
+    if not rows:
+        click.echo(f"{slug} has no members yet: people join with /label, or add them with "
+                   f"`labelbot member {slug} U0123ABCD --tier crowd|expert|lead`.")
+        return
+    shown = _display_names([r.user_id for r in rows]) if names else {}
+    now = SystemClock().now()
+    width = max(len("member"), *(len(_who(r.user_id, shown)) for r in rows))
+    click.echo(f"{'member':{width}}  {'tier':6}  {'state':9}  {'answers':>7}  {'gold':>11}  {'last active':12}  why")
+    for r in rows:
+        gold = f"{r.gold_accuracy:.0%} of {r.gold_checks}" if r.gold_accuracy is not None else "-"
+        click.echo(f"{_who(r.user_id, shown):{width}}  {r.tier:6}  {r.state:9}  {r.answers:>7,}  {gold:>11}  "
+                   f"{_ago(r.last_active, now):12}  {r.reason or ''}".rstrip())
+
+
+def _who(user: str, names: dict[str, str]) -> str:
+    return f"{user} ({names[user]})" if user in names else user
+
+
+def _display_names(users: list[str]) -> dict[str, str]:
+    settings = Settings.from_env()
+    if not settings.slack_bot_token or settings.oauth_enabled:
+        return {}
+    from bot.services.people import NameBook
+    from bot.slack.client import make_client
+
+    return NameBook().names(make_client(settings), "", users)
+
+
+# ---------------------------------------------------------------------------------- items
+@click.group()
+def items() -> None:
+    """Items already imported: `labelbot items remove SLUG ID...`."""
+
+
+@items.command("remove")
+@click.argument("slug")
+@click.argument("ids", nargs=-1)
+@click.option("--file", "file", type=click.Path(dir_okay=False),
+              help="Ids to remove: one per line, or the id column of a .jsonl/.json/.csv/.tsv/.parquet file.")
+@_ID_COLUMN
+@click.option("--with-answers", is_flag=True,
+              help="Also remove items people already answered; their answers are kept in the removed_items table.")
+@friendly
+def items_remove(slug: str, ids: tuple[str, ...], file: str | None, id_column: str | None, with_answers: bool) -> None:
+    """Remove items (all or nothing). Items with answers are refused unless --with-answers."""
+    from bot.services.items import read_ids, remove_items
+    from bot.services.projects import get_project, spec_of
+
+    if bool(ids) == bool(file):
+        raise UserError("Give the ids to remove on the command line or with --file (one of the two).")
+    with open_db().session() as s:
+        p = get_project(s, slug)
+        wanted = list(ids) or read_ids(file or "", id_column or spec_of(p).imports.columns.id)
+        result = remove_items(s, p, wanted, SystemClock().now(), with_answers=with_answers)
+    click.echo(result.summary(slug))
+
+
+COMMANDS = [db, project, import_cmd, gold, member, items]

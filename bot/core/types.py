@@ -222,3 +222,18 @@ class ChooseOne:
 
 
 Denied = UnknownProject | NotALead | LeadsNothing | ChooseOne
+
+
+# ------------------------------------------------------------------------------------------------
+# Reminders and the Home tab
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Examples waiting for one person in one project (`more`: there are more than `count`)."""
+
+    slug: str
+    name: str
+    count: int
+    more: bool = False

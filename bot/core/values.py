@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -15,6 +16,8 @@ from bot.core.enums import TaskType
 from bot.core.errors import LabelbotError
 
 MAX_REWRITE_CHARS = 3000
+#: A Slack member id (U… for people, W… for Enterprise Grid members).
+MEMBER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 class HasLabels(Protocol):
@@ -26,6 +29,33 @@ class HasLabels(Protocol):
 
 class ValueProblem(LabelbotError, ValueError):
     """A value that does not fit the task; the message is shown to a person."""
+
+
+def member_id_problem(user: str) -> str | None:
+    """Why `user` is not a Slack member id (a sentence for a person), or None when it is one."""
+    if MEMBER_ID_RE.match(user or ""):
+        return None
+    hint = " (member ids are upper case)" if MEMBER_ID_RE.match((user or "").upper()) else ""
+    return (f"{user!r} is not a Slack member id{hint}: member ids look like U0123ABCD. In Slack, open the "
+            "person's profile, click ⋮ (More) and Copy member ID.")
+
+
+def _loose(name: str) -> str:
+    return re.sub(r"[\s_]+", "", name.casefold())
+
+
+def did_you_mean(name: str, labels: Sequence[str]) -> str:
+    """" (did you mean 'billing'?)" when `name` differs from a label only by case or spaces, else ""."""
+    close = [label for label in labels if _loose(label) == _loose(name)]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(values: Sequence[str], labels: Sequence[str], noun: str = "label") -> str:
+    hints = [did_you_mean(v, labels) for v in values]
+    if len(values) == 1 and hints[0]:
+        return f"unknown {noun} {values[0]!r}{hints[0]}"
+    named = ", ".join(f"{v!r}{h}" for v, h in zip(values, hints, strict=True))
+    return f"unknown {noun} {named} (allowed: {', '.join(labels)})"
 
 
 def canonical_key(value: Any) -> str:
@@ -45,7 +75,7 @@ def normalize(task: TaskType, value: Any, spec: HasLabels, text: str | None = No
             raise ValueProblem("label must be a non-empty string")
         value = value.strip()
         if value not in labels:
-            raise ValueProblem(f"unknown label {value!r} (allowed: {', '.join(labels)})")
+            raise ValueProblem(_unknown([value], labels))
         return value
     if task is TaskType.MULTILABEL:
         if isinstance(value, str):
@@ -54,7 +84,7 @@ def normalize(task: TaskType, value: Any, spec: HasLabels, text: str | None = No
             raise ValueProblem("labels must be a list of label names")
         unknown = sorted({v for v in value if v not in labels})
         if unknown:
-            raise ValueProblem(f"unknown label(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(labels)})")
+            raise ValueProblem(_unknown(unknown, labels, "label(s)"))
         return sorted(set(value))
     if task is TaskType.SPANS:
         if isinstance(value, str):
@@ -72,7 +102,7 @@ def normalize(task: TaskType, value: Any, spec: HasLabels, text: str | None = No
             if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool):
                 raise ValueProblem(f"span {i + 1}: start and end must be whole numbers")
             if label not in labels:
-                raise ValueProblem(f"span {i + 1}: unknown label {label!r} (allowed: {', '.join(labels)})")
+                raise ValueProblem(f"span {i + 1}: " + _unknown([str(label)], labels))
             if not 0 <= start < end:
                 raise ValueProblem(f"span {i + 1}: needs 0 <= start < end, got {start}..{end}")
             if text is not None and end > len(text):

@@ -37,6 +37,7 @@ TEAM = "T0DEMO"
 BOT_TOKEN = "xoxb-demo-not-a-real-token"
 SIGNING_SECRET = "demo-signing-secret"
 LEAD = "U0LEAD"
+DEMO_CHANNEL = "labeling"  # the report channel of the demo (alerts are posted there as they trip)
 REPORT_TEXT, REPORT_JSON, CHART = "report.txt", "report.json", "report.png"
 EXPORT, RAW_EXPORT = "labels.jsonl", "labels-raw.jsonl"
 OUTPUTS = (REPORT_TEXT, REPORT_JSON, CHART, EXPORT, RAW_EXPORT, "items.jsonl", "gold.jsonl", "project.yml")
@@ -242,6 +243,8 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
         spec = spec.model_copy(update={"llm": spec.llm.model_copy(update={"model": SimulatedDrafter.MODEL})})
     if spec.redundancy > opts.annotators:  # each item needs that many different people
         spec = spec.model_copy(update={"redundancy": opts.annotators})
+    # The demo's lead reads #labeling: the daily summary and the alerts as they trip go there.
+    spec = spec.model_copy(update={"report": spec.report.model_copy(update={"channel": f"#{DEMO_CHANNEL}"})})
     days = max(1, opts.days)
     # The working days are the last `days` days before today (09:00 UTC), so everything is in the past
     # and `labelbot report` or `labelbot export` on the demo database later see the same data.
@@ -282,7 +285,7 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
             dm_rate=0,  # the fake people click at simulated speed; pacing is for real Slack
         )
         deps = build_deps(settings, clock=clock, db=db)
-        fake.add_channel("labeling")
+        fake.add_channel(DEMO_CHANNEL)
         if opts.images:
             _upload_pictures(deps, progress)
         from bot.services.drafting import draft_items, undrafted_count
@@ -314,7 +317,9 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
                 time.sleep(seconds * REAL_SECONDS_PER_SIMULATED)
 
             def person(p: Any) -> Annotator:
-                driver = Driver(url, SIGNING_SECRET, fake, TEAM, p.user_id, p.name.split()[0].lower())
+                first = p.name.split()[0]
+                fake.add_user(p.user_id, name=first, real_name=p.name)  # the name reports show (users.info)
+                driver = Driver(url, SIGNING_SECRET, fake, TEAM, p.user_id, first.lower())
                 return Annotator(p, driver, fake, key, seed=opts.seed, pace=pace, tally=tally, now=clock.now)
 
             annotators = [person(p) for p in crowd]
@@ -323,13 +328,14 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
             label_task = progress.add_task("Items labeled", total=imported.inserted)
             review_task = progress.add_task("Expert review", total=0)
             per_day = math.ceil(imported.inserted * spec.redundancy / days)
+            days_run: list[tuple[Any, str, int]] = []
 
             for day in range(1, days + 1):
                 clock.set(first_day + timedelta(days=day - 1))
                 expire_old_leases(deps)  # overnight, unanswered examples went back to the queue
+                _remind(deps, fake, annotators, expert, tally, stop=day == 2)  # on day 2 someone stops them
                 budget = None if day == days else per_day * day
-                day_label = clock.now().strftime("%a %d %b")
-                before = tally.production
+                day_label, day_date = clock.now().strftime("%a %d %b"), clock.now().date()
 
                 def should_stop(budget: int | None = budget) -> bool:
                     return budget is not None and tally.production >= budget
@@ -350,16 +356,13 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
                     _refresh(progress, db, spec.slug, tally, quiz_task, label_task, review_task)
                 for t in threads:
                     t.join()
-                reviews = tally.reviews
                 with active:  # the expert settles the day's escalations
                     expert.work(spec.slug, lambda: False, reviews_only=True)
                 _refresh(progress, db, spec.slug, tally, quiz_task, label_task, review_task)
+                _post_alerts(deps, fake, tally)  # alerts that tripped today go to #labeling as they happen
                 qualified = sum(1 for a in annotators if a.qualified)
-                reviewed = f"; the expert settled {tally.reviews - reviews} escalated item(s)"
-                result.day_lines.append(
-                    f"Day {day} ({day_label}): {tally.production - before} answers from {qualified} qualified "
-                    f"annotator(s){reviewed}"
-                )
+                # The day's counts come from the report at the end (one vocabulary, the same numbers).
+                days_run.append((day_date, day_label, qualified))
                 if day == 1 and days > 1:  # the lead revises the guidelines where people disagreed
                     lead = Driver(url, SIGNING_SECRET, fake, TEAM, LEAD, "lead")
                     result.revision = _revise(lead, fake, deps, spec.slug, tally, clock.now())
@@ -379,7 +382,8 @@ def run_demo(opts: DemoOptions, console: Any, *, live: bool = True) -> DemoResul
             })
         result.events = list(tally.events)
         result.example = _an_example(fake)
-        _outputs(result, db, spec.slug, max(now, datetime.now(UTC)), console)
+        data = _outputs(result, deps, spec.slug, max(now, datetime.now(UTC)), console)
+        result.day_lines = day_lines(data, days_run)
     result.seconds = time.monotonic() - started
     return result
 
@@ -488,13 +492,68 @@ def _refresh(progress: Any, db: Any, slug: str, tally: Any, quiz_task: Any, labe
     progress.update(review_task, total=escalated, completed=counts.get("resolved", 0))
 
 
-def _outputs(result: DemoResult, db: Any, slug: str, now: datetime, console: Any) -> None:
-    """The daily report (text and JSON), its chart and the exports, written to the demo folder."""
+def day_lines(data: dict[str, Any], days_run: list[tuple[Any, str, int]]) -> list[str]:
+    """One line per simulated day with the report's counts for that day (`activity.per_day`), so the demo
+    and the report agree on every number."""
+    from bot.core.activity import Activity
+
+    per_day = {str(d["day"]): Activity.from_dict(d) for d in (data.get("activity") or {}).get("per_day") or []}
+    lines = []
+    for n, (day, label, qualified) in enumerate(days_run, start=1):
+        activity = per_day.get(day.isoformat(), Activity())
+        lines.append(f"Day {n} ({label}): {activity.words()}; {qualified} qualified annotator(s)")
+    return lines
+
+
+def _remind(deps: Any, fake: Any, annotators: list[Any], expert: Any, tally: Any, *, stop: bool) -> None:
+    """The morning's reminders (the scheduled job's service); with `stop`, the first annotator reminded
+    clicks Stop reminders."""
+    from bot.services.reminders import reminders_on, send_due_reminders
+
+    names = {a.persona.user_id: a.persona.name for a in [*annotators, expert]}
+    sent = [s for s in send_due_reminders(deps) if s.ok]
+    if not sent:
+        return
+    said = fake.newest(fake.dm_channel(sent[0].user_id)) or {}
+    who = ", ".join(names.get(s.user_id, s.user_id) for s in sent)
+    off = [a.persona.name for a in annotators if a.qualified and not reminders_on(deps.db, TEAM, a.persona.user_id)]
+    quiet = f" (not {', '.join(off)}: reminders off)" if off else ""
+    tally.note(f"labelbot reminded {who}{quiet}: \"{said.get('text', '')}\"", deps.clock.now())
+    reminded = {s.user_id for s in sent}
+    stopper = next((a for a in annotators if a.persona.user_id in reminded), None)
+    if not stop or stopper is None:
+        return
+    message = fake.newest(stopper.dm)
+    stopper.driver.click(message, "reminders.off")
+    deps.wait_idle()
+    told = fake.wait_for(lambda: (fake.newest(stopper.dm) or {}).get("text") == "Reminders are off" and
+                         fake.newest(stopper.dm))
+    text = next((b["text"]["text"] for b in told["blocks"] if b.get("block_id") == "rm.changed"), told["text"])
+    tally.note(f"{stopper.persona.name} clicked Stop reminders and was told: \"{text}\"", deps.clock.now())
+
+
+def _post_alerts(deps: Any, fake: Any, tally: Any) -> None:
+    """Alerts that tripped, posted to the report channel once as they happen (the scheduled job's service)."""
+    from bot.services.reports.live import post_new_alerts
+
+    for posted in post_new_alerts(deps):
+        if posted.ok:
+            message = fake.last_message(fake.channel_id(DEMO_CHANNEL)) or {}
+            tally.note(f"Posted to #{DEMO_CHANNEL} as it happened: \"{message.get('text', posted.alert.text)}\"",
+                       deps.clock.now())
+
+
+def _outputs(result: DemoResult, deps: Any, slug: str, now: datetime, console: Any) -> dict[str, Any]:
+    """The daily report (text and JSON), its chart and the exports, written to the demo folder; returns the
+    report's JSON."""
     from bot.services.export import ExportOptions, export_project
     from bot.services.reports import DAILY_WINDOW_DAYS, build_report
     from bot.services.reports.chart import report_chart
+    from bot.services.reports.names import name_people
 
+    db = deps.db
     report = build_report(db, slug, since=now - timedelta(days=DAILY_WINDOW_DAYS), until=now, now=now)
+    name_people(report, deps.names, deps.client, TEAM)
     text = report.to_text()
     if result.simulated:
         text = f"NOTE: {SIMULATED_BANNER}\n\n{text}"
@@ -511,6 +570,7 @@ def _outputs(result: DemoResult, db: Any, slug: str, now: datetime, console: Any
     result.export = folder / EXPORT
     export_project(db, slug, result.export, ExportOptions(fmt="jsonl"), now=now)
     export_project(db, slug, folder / RAW_EXPORT, ExportOptions(fmt="jsonl", raw=True), now=now)
+    return data
 
 
 # --------------------------------------------------------------------------------------------------

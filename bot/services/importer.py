@@ -1,8 +1,12 @@
-"""Item and gold imports from .jsonl, .csv or .parquet: validate everything, then write all or nothing.
+"""Item and gold imports from .jsonl, .json (an array of objects), .csv, .tsv or .parquet: validate
+everything, then write all or nothing.
 
-Errors name the file, the line (1-based; CSV counts its header as line 1, Parquet counts rows from 1)
-and the field. Re-importing identical rows is a no-op; the same id with different content is an
-error unless `update=True`.
+Errors name the file, the line (1-based; CSV and TSV count their header as line 1, a JSON array counts
+the line where each object starts, Parquet counts rows from 1) and the field. The id and text columns
+are `id` and `text` unless the project spec (`import.columns`) or the command (`--id-column`,
+`--text-column`) names others; a file without them gets one error naming the columns it has.
+Re-importing identical rows is a no-op; the same id with different content is an error unless
+`update=True`.
 
 An item may carry an `image` (a path relative to the import file, or an https:// URL) with or without
 `text` (classification and multi-label only): image files are checked by content and stored once per
@@ -39,6 +43,8 @@ MAX_TEXT_CHARS = 100_000
 MAX_ID_CHARS = 200
 MAX_ERRORS = 20
 CHUNK = 5000
+IMPORT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
+MAX_COLUMNS_NAMED = 30
 
 Progress = Callable[[int], None]
 
@@ -119,7 +125,9 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                     yield lineno, "each line must be a JSON object like {\"id\": ..., \"text\": ...}"
                     continue
                 yield lineno, obj
-    elif suffix == ".csv":
+    elif suffix == ".json":
+        yield from _json_array_rows(path)
+    elif suffix in (".csv", ".tsv"):
         data = path.read_bytes()
         try:
             text = data.decode("utf-8-sig")
@@ -127,7 +135,7 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             line = data[: e.start].count(b"\n") + 1
             yield line, "not UTF-8; save the file as UTF-8"
             return
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         try:
             header = next(reader)
         except StopIteration:
@@ -163,7 +171,91 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                 row += 1
                 yield row, rec
     else:
-        yield 0, f"unsupported file type {suffix or '(none)'}; use .jsonl, .csv or .parquet"
+        yield 0, f"unsupported file type {suffix or '(none)'}; use .jsonl, .json, .csv, .tsv or .parquet"
+
+
+def _json_array_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """A .json file holding one array of objects; each object's line is where it starts."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        yield 1, f"not UTF-8 (byte {e.start + 1}); save the file as UTF-8"
+        return
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, 0)
+    if pos >= len(text):
+        return
+    if text[pos] != "[":
+        yield 1, "a .json file must hold one array of objects: [{\"id\": ..., \"text\": ...}, ...]"
+        return
+    pos = _skip_space(text, pos + 1)
+    if pos < len(text) and text[pos] == "]":
+        return
+    while pos < len(text):
+        line = text.count("\n", 0, pos) + 1
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            yield e.lineno, f"not valid JSON ({e.msg} at column {e.colno}); nothing after it was read"
+            return
+        if isinstance(obj, dict):
+            yield line, obj
+        else:
+            yield line, "each element of the array must be a JSON object like {\"id\": ..., \"text\": ...}"
+        pos = _skip_space(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_space(text, pos + 1)
+        elif pos < len(text) and text[pos] == "]":
+            if text[_skip_space(text, pos + 1):].strip():
+                yield text.count("\n", 0, pos) + 1, "text after the end of the array"
+            return
+        else:
+            yield text.count("\n", 0, pos) + 1, "expected ',' or ']' after an element of the array"
+            return
+    yield text.count("\n") + 1, "the array is not closed with ']'"
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def read_column(path: Path, column: str) -> list[str]:
+    """The non-empty values of one column of an import file (e.g. the ids for `labelbot items remove`);
+    raises ImportError_ with the problems (a missing column once, naming the columns found)."""
+    problems = _Problems("line" if path.suffix.lower() != ".parquet" else "row")
+    values: list[str] = []
+    columns: dict[str, None] = {}
+    rows = 0
+    for line, row in _read_rows(path):
+        if isinstance(row, str):
+            problems.add(line, row)
+            continue
+        rows += 1
+        if len(columns) < MAX_COLUMNS_NAMED:
+            columns.update(dict.fromkeys(map(str, row)))
+        value = _id_of(row, column)
+        if value is not None:
+            values.append(value)
+    if rows and not values:
+        problems.add(0, _missing_column(column, "id", list(columns)))
+    if problems.total:
+        raise ImportError_(str(path), problems.errors, problems.total)
+    return values
+
+
+def _missing_column(column: str, what: str, columns: list[str], also: tuple[str, str] | None = None) -> str:
+    """One sentence for a file without the id (or text) column, naming the columns it has."""
+    named = ", ".join(repr(c) for c in columns[:MAX_COLUMNS_NAMED]) or "none"
+    if also is not None:  # neither the id nor the text column
+        return (f"the file has no {column!r} column (the item ids) and no {also[0]!r} column (the texts); its "
+                f"columns are {named}. Name them with --id-column and --text-column (or import.columns in the "
+                "project spec).")
+    flag = "--id-column" if what == "id" else "--text-column"
+    kind = "the item ids" if what == "id" else "the texts"
+    return (f"the file has no {column!r} column ({kind}); its columns are {named}. Name it with {flag} "
+            f"(or import.columns.{what} in the project spec).")
 
 
 def _clean(value: Any) -> Any:
@@ -174,8 +266,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _id_of(row: dict[str, Any]) -> str | None:
-    raw = row.get("id")
+def _id_of(row: dict[str, Any], column: str = "id") -> str | None:
+    raw = row.get(column)
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
     if isinstance(raw, float) and raw.is_integer():
@@ -227,17 +319,69 @@ class _Problems:
             self.errors.append(f"{self.where} {line}: {msg}" if line else msg)
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Which columns hold the item's id and text."""
+
+    id: str = "id"
+    text: str = "text"
+
+
+def columns_for(spec: ProjectSpec, id_column: str | None = None, text_column: str | None = None) -> Columns:
+    """The command's choice, else the spec's `import.columns`, else `id` and `text`."""
+    return Columns(id_column or spec.imports.columns.id, text_column or spec.imports.columns.text)
+
+
+class _MissingColumns:
+    """Rows without the id or text column: one error for the file when no row has it, else one per row."""
+
+    def __init__(self, columns: Columns) -> None:
+        self.columns = columns
+        self.rows = 0
+        self.seen: dict[str, None] = {}
+        self.without: dict[str, list[int]] = {"id": [], "text": []}
+        self.counts = {"id": 0, "text": 0}
+
+    def row(self, row: dict[str, Any]) -> None:
+        self.rows += 1
+        if len(self.seen) < MAX_COLUMNS_NAMED:
+            self.seen.update(dict.fromkeys(map(str, row)))
+
+    def missing(self, what: str, line: int) -> None:
+        self.counts[what] += 1
+        if len(self.without[what]) < MAX_ERRORS:
+            self.without[what].append(line)
+
+    def report(self, problems: _Problems) -> None:
+        absent = [what for what in ("id", "text") if self.rows and self.counts[what] == self.rows]
+        if len(absent) == 2:
+            problems.add(0, _missing_column(self.columns.id, "id", list(self.seen), also=(self.columns.text, "text")))
+            return
+        for what in ("id", "text"):
+            column = getattr(self.columns, what)
+            if what in absent:
+                problems.add(0, _missing_column(column, what, list(self.seen)))
+                continue
+            for line in self.without[what]:
+                problems.add(line, f"field {column!r} is missing")
+            problems.total += self.counts[what] - len(self.without[what])
+
+
 def _checked(
     path: Path, spec: ProjectSpec, *, gold: bool, problems: _Problems, progress: Progress | None = None,
     images: Catalog | None = None,
+    columns: Columns | None = None,
 ) -> Iterator[_Row]:
     """Read the file and yield every valid row; problems go to `problems`."""
+    cols = columns or columns_for(spec)
+    id_col, text_col = cols.id, cols.text
     seen: dict[str, int] = {}
     answer_field = GOLD_FIELDS[spec.task]
-    reserved = {"id", "text", "image"} | ({answer_field, "explanation"} if gold else set(PREDICTION_FIELDS))
+    reserved = {id_col, text_col, "image"} | ({answer_field, "explanation"} if gold else set(PREDICTION_FIELDS))
     where = problems.where
     err = problems.add
     images = images if images is not None else Catalog(path.parent)
+    missing = _MissingColumns(cols)
     count = 0
     for line, row in _read_rows(path):
         count += 1
@@ -246,12 +390,19 @@ def _checked(
         if isinstance(row, str):
             err(line, row)
             continue
-        external_id = _id_of(row)
+        missing.row(row)
+        has_image = not _blank(row.get("image"))  # an image item may come without text
+        if id_col not in row or (text_col not in row and not has_image):
+            for what, column in (("id", id_col), ("text", text_col)):
+                if column not in row and not (what == "text" and has_image):
+                    missing.missing(what, line)
+            continue
+        external_id = _id_of(row, id_col)
         if external_id is None:
-            err(line, "field 'id' is missing or empty" if "id" not in row else "field 'id' is empty")
+            err(line, f"field {id_col!r} is empty")
             continue
         if len(external_id) > MAX_ID_CHARS:
-            err(line, f"field 'id' is longer than {MAX_ID_CHARS} characters")
+            err(line, f"field {id_col!r} is longer than {MAX_ID_CHARS} characters")
             continue
         image_ref: str | None = None
         image_sha: str | None = None
@@ -270,23 +421,23 @@ def _checked(
                 err(line, f"field 'image': {e}")
                 continue
             image_ref, image_sha = checked.ref, checked.info.sha256 if checked.info else None
-        text = row.get("text")
+        text = row.get(text_col)
         if image_ref is not None and (_blank(text) or (isinstance(text, str) and not text.strip())):
             text = ""  # an image alone
         elif text is None or (isinstance(text, float) and math.isnan(text)):
-            err(line, "field 'text' is missing" if "text" not in row else "field 'text' is empty")
+            err(line, f"field {text_col!r} is empty")
             continue
         if not isinstance(text, str):
-            err(line, "field 'text' must be a string")
+            err(line, f"field {text_col!r} must be a string")
             continue
         if not text.strip() and image_ref is None:
-            err(line, "field 'text' is empty")
+            err(line, f"field {text_col!r} is empty")
             continue
         if len(text) > MAX_TEXT_CHARS:
-            err(line, f"field 'text' is longer than {MAX_TEXT_CHARS} characters")
+            err(line, f"field {text_col!r} is longer than {MAX_TEXT_CHARS} characters")
             continue
         if "\x00" in text:
-            err(line, "field 'text' contains a NUL character")
+            err(line, f"field {text_col!r} contains a NUL character")
             continue
         if external_id in seen:
             err(line, f"duplicate id {external_id!r} (first at {where} {seen[external_id]})")
@@ -324,6 +475,7 @@ def _checked(
             explanation = row.get("explanation")
             item.explanation = str(explanation).strip() if _clean(explanation) not in (None, "") else None
         yield item
+    missing.report(problems)
     if progress:
         progress(count % 10000)
     if count == 0 and not problems.total:
@@ -331,12 +483,13 @@ def _checked(
 
 
 def _validate(path: Path, spec: ProjectSpec, *, gold: bool, progress: Progress | None, keep: bool = True,
-              images: Catalog | None = None) -> list:
+              images: Catalog | None = None, columns: Columns | None = None) -> list:
     """Check the whole file. Returns the rows (`keep`) or only their external ids, in file order;
     raises ImportError_ naming every problem (nothing has been written)."""
     problems = _Problems("line" if path.suffix.lower() != ".parquet" else "row")
     out = [r if keep else r.external_id
-           for r in _checked(path, spec, gold=gold, problems=problems, progress=progress, images=images)]
+           for r in _checked(path, spec, gold=gold, problems=problems, progress=progress, images=images,
+                          columns=columns)]
     if problems.total:
         raise ImportError_(str(path), problems.errors, problems.total)
     return out
@@ -388,17 +541,19 @@ def import_items(
     *,
     update_existing: bool = False,
     progress: Progress | None = None,
+    columns: Columns | None = None,
 ) -> ImportResult:
     """Import items. Raises ImportError_ with every problem (up to 20 shown); writes nothing then."""
     path = Path(path)
     spec = spec_of(project)
     if not path.exists():
         raise ImportError_(str(path), ["no such file"])
+    columns = columns or columns_for(spec)
     # Pass 1 checks the whole file and keeps only the ids; pass 2 reads it again and writes in chunks,
     # so memory stays flat however large the file. An error in pass 2 (an id already imported with
     # other content) raises inside the caller's transaction: nothing is written then either.
     images = Catalog(path.parent)
-    ids = _validate(path, spec, gold=False, progress=progress, keep=False, images=images)
+    ids = _validate(path, spec, gold=False, progress=progress, keep=False, images=images, columns=columns)
     result = ImportResult(str(path), rows=len(ids))
     has_items = session.scalar(select(Item.id).where(Item.project_id == project.id).limit(1)) is not None
     existing = _existing(session, project.id, ids) if has_items else {}
@@ -410,7 +565,7 @@ def import_items(
     batch: list[dict[str, Any]] = []
     problems = _Problems("line")
     predictions: list[tuple[str, Prediction]] = []
-    for r in _checked(path, spec, gold=False, problems=problems, images=images):
+    for r in _checked(path, spec, gold=False, problems=problems, images=images, columns=columns):
         if r.prediction is not None:
             predictions.append((r.external_id, r.prediction))
         old = existing.get(r.external_id)
@@ -573,6 +728,7 @@ def import_gold(
     *,
     update_existing: bool = False,
     progress: Progress | None = None,
+    columns: Columns | None = None,
 ) -> ImportResult:
     """Import gold items: each row an item plus its answer. Gold items are served only as quiz
     questions and hidden checks; an existing unlabeled item with the same id and text becomes gold."""
@@ -581,7 +737,7 @@ def import_gold(
     if not path.exists():
         raise ImportError_(str(path), ["no such file"])
     images = Catalog(path.parent)
-    rows = _validate(path, spec, gold=True, progress=progress, images=images)
+    rows = _validate(path, spec, gold=True, progress=progress, images=images, columns=columns)
     result = ImportResult(str(path), rows=len(rows))
     existing = _existing(session, project.id, [r.external_id for r in rows])
     image_ids = _store_images(images, path, session, now)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
-from bot.core.enums import ItemStatus, MemberState, Tier
-from bot.core.errors import Conflict, NotFound
+from bot.blocks.text import safe_mrkdwn
+from bot.core.enums import Action, AssignmentKind, AssignmentStatus, ItemStatus, MemberState, Tier
+from bot.core.errors import Conflict, NotFound, Refused
+from bot.core.values import member_id_problem
 from bot.spec import ProjectSpec, parse_spec
-from storage.models import GuidelineVersion, Item, Label, Member, Project
+from storage.models import Assignment, Gold, GuidelineVersion, Item, Label, Member, Project
+
+
+class ProjectNotFound(NotFound):
+    """No project by that slug (the CLI adds which database it looked in)."""
 
 _spec_cache: dict[str, ProjectSpec] = {}
 
@@ -34,12 +40,15 @@ def get_project(session: Session, slug: str) -> Project:
     if project is None:
         known = session.scalars(select(Project.slug).order_by(Project.slug).limit(20)).all()
         hint = f" Known projects: {', '.join(known)}." if known else " No project exists yet."
-        raise NotFound(f"No project {slug!r}.{hint}")
+        raise ProjectNotFound(f"No project {slug!r}.{hint}")
     return project
 
 
-def list_projects(session: Session, team_id: str | None = None) -> list[Project]:
-    q = select(Project).where(Project.archived.is_(False)).order_by(Project.slug)
+def list_projects(session: Session, team_id: str | None = None, *, include_archived: bool = False) -> list[Project]:
+    """The projects people can work on (archived ones too with `include_archived`), by slug."""
+    q = select(Project).order_by(Project.slug)
+    if not include_archived:
+        q = q.where(Project.archived.is_(False))
     if team_id is not None:
         q = q.where(Project.team_id == team_id)
     return list(session.scalars(q))
@@ -183,7 +192,8 @@ def set_member(
     reinstate: bool = False,
     reason: str | None = None,
 ) -> MemberChange:
-    """Change a member's tier or state (leads' CLI). Experts count without a quiz."""
+    """Change a member's tier or state (leads' CLI). Experts count without a quiz. Callers taking ids from
+    people check them first (`check_member_id`): a name or an @handle would make a member nobody can be."""
     if suspend and reinstate:
         raise Conflict("Choose one of --suspend and --reinstate.")
     member = ensure_member(session, project, user_id, now)
@@ -209,3 +219,107 @@ def set_member(
         said.append("reinstated")
     session.flush()
     return MemberChange(member, ", ".join(said) or "no change")
+
+
+# --------------------------------------------------------------------------------------------------
+# Archiving, the gold pool, the member list
+# --------------------------------------------------------------------------------------------------
+
+
+def set_archived(session: Session, slug: str, archived: bool, now: datetime) -> tuple[Project, int]:
+    """Archive (or unarchive) a project; returns it and how many open examples were taken back.
+
+    An archived project keeps all its data (reports and exports still work from the CLI) but serves
+    nothing: it leaves `/label`, the Home tab, the daily summary, reminders and drafting, and answers
+    to examples already in people's DMs are refused. Its open examples are cancelled now, so their
+    slots are free again if it is unarchived."""
+    project = get_project(session, slug)
+    if project.archived == archived:
+        return project, 0
+    project.archived = archived
+    project.updated_at = now
+    cancelled = 0
+    if archived:
+        open_rows = session.scalars(
+            select(Assignment).where(Assignment.project_id == project.id, Assignment.status == AssignmentStatus.OPEN)
+            .with_for_update()
+        ).all()
+        for assignment in open_rows:
+            assignment.status = AssignmentStatus.CANCELLED
+            assignment.closed_at = now
+            if assignment.kind == AssignmentKind.PRODUCTION:
+                session.execute(update(Item).where(Item.id == assignment.item_id)
+                                .values(slots=Item.slots + 1, updated_at=now))
+        cancelled = len(open_rows)
+    session.flush()
+    return project, cancelled
+
+
+def check_member_id(user_id: str) -> str:
+    """`user_id` if it is a Slack member id (U… or W…); `Refused` with how to find one otherwise."""
+    problem = member_id_problem(user_id)
+    if problem:
+        raise Refused(problem)
+    return user_id
+
+
+def refuse_if_archived(project: Project) -> None:
+    if project.archived:
+        raise Refused(f"*{safe_mrkdwn(project.name, 200)}* is archived: it takes no more answers, so nothing was "
+                      "recorded.")
+
+
+def gold_pool_warning(session: Session, project: Project, spec: ProjectSpec) -> str | None:
+    """A sentence when the gold pool is too small for anyone to start the quiz (None when it is fine)."""
+    n_gold = session.scalar(select(func.count()).select_from(Gold).where(Gold.project_id == project.id)) or 0
+    size = spec.quiz.size
+    if n_gold >= size or (spec.quiz.allow_short and n_gold > 0):
+        return None
+    have = "no gold items yet" if not n_gold else f"only {n_gold} gold item(s)"
+    return (f"{project.slug} has {have} and quiz.size is {size}: nobody can take the quiz, so nobody can start "
+            f"labeling, until you import at least {size} with `labelbot gold {project.slug} FILE`"
+            + ("." if spec.quiz.allow_short else " (or set quiz.allow_short: true for shorter quizzes).")
+            + " Experts skip the quiz.")
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    user_id: str
+    tier: str
+    state: str
+    reason: str | None
+    answers: int  # production answers and expert decisions (skips and ambiguous flags not included)
+    gold_accuracy: float | None  # mean score on hidden gold checks
+    gold_checks: int
+    last_active: datetime | None  # their latest label of any kind
+
+
+def member_rows(session: Session, project: Project) -> list[MemberRow]:
+    """Every member of a project with their numbers: one GROUP BY over their labels."""
+    answer = and_(Label.kind.in_([AssignmentKind.PRODUCTION, AssignmentKind.EXPERT]),
+                  Label.action.notin_([Action.SKIP, Action.AMBIGUOUS]))
+    check = and_(Label.kind == AssignmentKind.HONEYPOT, Label.correct.is_not(None))
+    numbers = {
+        member_id: (answers, checks, score, last)
+        for member_id, answers, checks, score, last in session.execute(
+            select(
+                Label.member_id,
+                func.sum(case((answer, 1), else_=0)),
+                func.sum(case((check, 1), else_=0)),
+                func.sum(case((check, Label.correct), else_=0.0)),
+                func.max(Label.created_at),
+            ).where(Label.project_id == project.id).group_by(Label.member_id)
+        ).all()
+    }
+    rows = []
+    for m in session.scalars(select(Member).where(Member.project_id == project.id)):
+        answers, checks, score, last = numbers.get(m.id, (0, 0, 0.0, None))
+        checks = int(checks or 0)
+        if isinstance(last, str):  # SQLite hands an aggregate's datetime back as text
+            last = datetime.fromisoformat(last)
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        rows.append(MemberRow(m.user_id, m.tier, m.state, m.state_reason, int(answers or 0),
+                              float(score) / checks if checks else None, checks, last))
+    tier_order = {Tier.LEAD.value: 0, Tier.EXPERT.value: 1, Tier.CROWD.value: 2}
+    return sorted(rows, key=lambda r: (tier_order.get(r.tier, 3), -r.answers, r.user_id))

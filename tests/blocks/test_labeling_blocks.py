@@ -33,15 +33,23 @@ def _ok(text_and_blocks):
     return blocks
 
 
-@pytest.mark.parametrize("labels", [2, 5, 6, 100])
-def test_classification_buttons_or_select(labels):
+@pytest.mark.parametrize(("labels", "rows"), [(2, [2]), (5, [5]), (6, [3, 3]), (7, [4, 3]), (11, [4, 4, 3]),
+                                              (15, [5, 5, 5]), (16, None), (100, None)])
+def test_classification_buttons_or_select(labels, rows):
     t = _task(labels=labels, text=NASTY * 2000, draft=None)
     t.draft_value = t.labels[-1][0]
-    blocks = _ok(ui.example_message(t))
+    blocks = _ok(ui.example_message(t))  # checked by the fake Slack's Block Kit validator
     dumped = json.dumps(blocks)
-    if labels <= 5:
+    if labels <= ui.MAX_BUTTON_LABELS:
         assert dumped.count('"label.choose:') == labels
         assert "label.select" not in dumped
+        choice_rows = [b for b in blocks if str(b.get("block_id", "")).startswith("lb.choices")]
+        assert [len(b["elements"]) for b in choice_rows] == rows  # rows of at most 5, as even as possible
+        assert [b["block_id"] for b in choice_rows] == ["lb.choices", "lb.choices.2", "lb.choices.3"][: len(rows)]
+        ids = [e["action_id"] for b in choice_rows for e in b["elements"]]
+        assert ids == [f"label.choose:{i}" for i in range(labels)]  # every label, in the spec's order
+        drafted = choice_rows[-1]["elements"][-1]
+        assert drafted["style"] == "primary" and drafted["text"]["text"].startswith("✓ ")
     else:
         select = next(e for b in blocks for e in b.get("elements", []) if e.get("type") == "static_select")
         assert len(select["options"]) == labels and select["initial_option"]["text"]["text"] == t.labels[-1][0]

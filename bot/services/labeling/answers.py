@@ -29,7 +29,7 @@ from bot.services.labeling.leases import expire_assignment
 from bot.services.labeling.progress import PROGRESS_KINDS, count_done
 from bot.services.labeling.quiz import after_quiz_answer
 from bot.services.labeling.tasks import is_usable, usable_draft
-from bot.services.projects import spec_of
+from bot.services.projects import refuse_if_archived, spec_of
 from bot.spec import ProjectSpec
 from storage.models import Assignment, Draft, Gold, Item, Label, Member, Project
 
@@ -113,6 +113,8 @@ def record_answer(
     ).one_or_none()
     _check_owner(row[0] if row is not None else None, team_id, user_id)
     assignment, item, project, member = row
+    if assignment.status == AssignmentStatus.OPEN:
+        refuse_if_archived(project)  # an archived project takes no more answers (a repeat click stays a no-op)
     spec = spec_of(project)
     base = dict(
         assignment_id=assignment.id, project_slug=project.slug, task=spec.task, text=item.text,

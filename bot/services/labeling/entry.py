@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.blocks.text import safe_mrkdwn
 from bot.core import logctx
 from bot.core.enums import (
     MemberState,
@@ -37,6 +39,11 @@ def resolve_project(session: Session, team_id: str, slug: str | None, user_id: s
             if p.slug == slug:
                 logctx.set_project(p.slug)
                 return p
+        archived = session.scalar(select(Project).where(Project.slug == slug, Project.team_id == team_id,
+                                                        Project.archived.is_(True)))
+        if archived is not None:
+            raise NotFound(f"*{safe_mrkdwn(archived.name, 200)}* is archived: it takes no more labels. "
+                           "Thank you for your work on it!")
         known = ", ".join(p.slug for p in projects) or "none yet"
         raise NotFound(f"No project `{slug}` in this workspace. Projects: {known}.")
     if len(projects) == 1:

@@ -33,6 +33,7 @@ from bot.services.reports.model import (
     measures_json,
     report_window,
 )
+from bot.services.reports.progress import activity_section, add_daily_series, progress_section
 from bot.services.reports.sections import (
     alerts_section,
     drafts_section,
@@ -84,6 +85,7 @@ def build_report(db: Database, slug: str, *, since: datetime, until: datetime, n
             }
         else:
             drafts = draft_totals(s, project.id, since, until)
+        progress = progress_section(s, project, spec, now)
         clock.lap("other_frames")
         by_version = agreement_by_guidelines(s, project, spec)
         suggestions = suggestions_section(s, project)
@@ -91,6 +93,12 @@ def build_report(db: Database, slug: str, *, since: datetime, until: datetime, n
     change = _anchoring_change(window, change_windows, change_counts)
     report = _assemble(project, spec, window, change, drafts, members, stats, health, since, until, now, clock)
     report.agreement_by_guidelines, report.guideline_suggestions = by_version, suggestions
+    # What leads read first, and every count in one vocabulary (bot.services.reports.progress).
+    tz = spec.report.timezone
+    report.progress = progress
+    report.activity = activity_section(window, local_days_between(since, until, tz), tz)
+    add_daily_series(report.daily, window, tz)
+    clock.lap("progress")
     return report
 
 
@@ -105,7 +113,10 @@ def _anchoring_change(
     is no public counts entry point yet)."""
 
     def week(a: datetime, b: datetime) -> Measure:
-        return drift_stats.anchoring_from_counts(*(counts[(a, b)] if (a, b) in counts else week_counts(window, a, b)))
+        k1, n1, k0, n0 = counts[(a, b)] if (a, b) in counts else week_counts(window, a, b)
+        if n1 + n0 == 0:  # say which days had no answers (not "no answers with the draft shown")
+            return Measure.na(f"no answers on drafted items from {a:%b %d} to {b:%b %d}")
+        return drift_stats.anchoring_from_counts(k1, n1, k0, n0)
 
     before, now = (week(a, b) for a, b in weeks)
     if before.ok and now.ok:

@@ -93,7 +93,7 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
                 continue
             log.warning("daily report %s for %s: taking over a claim left unfinished since %s", slug, day,
                         existing[2])
-            outcomes.append(_post_daily(deps, client, existing[0], slug, channel, day, now))
+            outcomes.append(_post_daily(deps, client, existing[0], slug, channel, day, now, team_id))
             continue
         try:
             with deps.db.session() as s:
@@ -106,24 +106,27 @@ def run_due_reports(deps: Any) -> list[RunOutcome]:
                 run_id = run.id
         except IntegrityError:
             continue  # another replica claimed it
-        outcomes.append(_post_daily(deps, client, run_id, slug, channel, day, now))
+        outcomes.append(_post_daily(deps, client, run_id, slug, channel, day, now, team_id))
     return outcomes
 
 
 def _post_daily(deps: Any, client: Any, run_id: int, slug: str, channel: str | None, day: date,
-                now: datetime) -> RunOutcome:
+                now: datetime, team_id: str = "") -> RunOutcome:
     """Post the day's summary to `channel` (when there is one) and write the `report.daily` webhook event
     (when a webhook wants it) with the run's outcome."""
     from bot.blocks.guidelines import with_suggest_button
     from bot.blocks.report import summary_blocks, summary_text
     from bot.services.reports.build import build_report  # pandas and statsmodels: only when a report is due
     from bot.services.reports.chart import report_chart
+    from bot.services.reports.names import name_people
 
     ts: str | None = None
     logctx.set_project(slug)
     try:
         since, until = report_window(now, DAILY_WINDOW_DAYS)
         report = build_report(deps.db, slug, since=since, until=until, now=now)
+        if getattr(deps, "names", None) is not None:
+            name_people(report, deps.names, client, team_id)
         data = report.to_json()
         if not channel:
             _finish_run(deps.db, run_id, "posted", ts=None, error=None, now=deps.clock.now(),

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.core.enums import TaskType
 from bot.quality import revision as rev
 from bot.services.guidelines.evidence import answers_frame, version_bounds
-from bot.services.guidelines.suggest import suggestion_stats
+from bot.services.guidelines.suggesting import suggestion_stats
 from bot.spec import ProjectSpec
 from storage.models import GuidelineVersion, Project
 

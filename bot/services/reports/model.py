@@ -79,6 +79,12 @@ class Report:
     agreement_by_guidelines: list[dict[str, Any]] = field(default_factory=list)  # services.reports.guidelines
     guideline_suggestions: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Items, answers today and this week, pace and finish date (`bot.services.reports.progress`).
+    progress: dict[str, Any] = field(default_factory=dict)
+    #: The window's label rows in the one vocabulary (`bot.core.activity`), in all and per local day.
+    activity: dict[str, Any] = field(default_factory=dict)
+    #: Member id -> display name (`users.info`), for rendering; the JSON keys people by member id.
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def days(self) -> float:
@@ -95,6 +101,9 @@ class Report:
             "generated_at": iso_time(self.generated_at),
             "timezone": self.timezone,
             "alerts": [a.to_dict() for a in self.alerts],
+            "progress": self.progress,
+            "activity": self.activity,
+            "names": self.names,
             "labels": self.labels,
             "answered": self.answered,
             "items": self.items,
