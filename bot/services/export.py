@@ -29,7 +29,9 @@ draft_shown, draft (the value of the draft linked to the assignment, shown or no
 counts, correct (score against gold for quiz and hidden checks), created_at.
 
 Formats: ``jsonl`` (values as JSON), ``csv`` (a header row; lists and objects JSON-encoded in their
-cell, booleans true/false, empty cell for null), ``parquet`` (the same table as the CSV: nested
+cell, booleans true/false, empty cell for null; a text cell that a spreadsheet would read as a formula
+-- one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return -- gets a leading ``'``, as
+OWASP recommends against CSV injection, see `csv_cell`), ``parquet`` (the same table as the CSV: nested
 values -- multilabel and spans labels, meta -- are JSON text in string columns, so every task has the
 same schema; created_at is a UTC timestamp), ``openai`` (chat fine-tuning JSONL, final dataset only:
 system = instructions + labels + answer format, user = the input, assistant = the answer as the model
@@ -80,6 +82,7 @@ __all__ = [
     "ExportStats",
     "assistant_content",
     "count_export_rows",
+    "csv_cell",
     "default_filename",
     "export_project",
     "final_rows",
@@ -423,12 +426,30 @@ def _text_cell(v: Any) -> str | None:
     return json.dumps(v, ensure_ascii=False, default=_json_default)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell. Text that a spreadsheet would run as a formula (``=cmd|' /C calc'!A0``,
+    ``+SUM(..)``, ``@A1``...: it starts with = + - @, a tab or a carriage return) is neutralised with a
+    leading ``'`` (OWASP's advice on CSV injection), so it opens as text. Numbers and booleans are
+    written as they are (a number is never a formula); JSONL and Parquet keep every value exact."""
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+        value = value.item()
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return _text_cell(value) or ""
+    cell = _text_cell(value) or ""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
 def _write_csv(rows: Iterable[dict[str, Any]], fh: IO[str], columns: tuple[str, ...]) -> int:
     writer = csv.writer(fh)
     writer.writerow(columns)
     n = 0
     for row in rows:
-        writer.writerow(["" if (c := _text_cell(row[k])) is None else c for k in columns])
+        writer.writerow([csv_cell(row[k]) for k in columns])
         n += 1
     return n
 
