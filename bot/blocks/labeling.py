@@ -36,7 +36,7 @@ from bot.core.types import (
     Suspended,
     Task,
 )
-from bot.core.values import display
+from bot.core.values import display, labels_version
 
 TEXT_PREVIEW = 2900
 MAX_BUTTON_LABELS = 5
@@ -126,27 +126,33 @@ def _crowd_blocks(task: Task) -> list[dict[str, Any]]:
                            SECTION_TEXT_MAX), Block.CROWD)]
 
 
+def label_value(assignment_id: int, index: int | None, names: list[str]) -> str:
+    """A label button's (or menu option's) value: "<assignment>:<position>:<label list version>". The
+    position is read against the list the message was built from, never against a newer one."""
+    return f"{assignment_id}:{'' if index is None else index}:{labels_version(names)}"
+
+
 def _choice_blocks(task: Task) -> list[dict[str, Any]]:
-    aid = str(task.assignment_id)
     names = [name for name, _ in task.labels]
+    aid = task.assignment_id
     if task.task is TaskType.CLASSIFICATION:
         if len(names) <= MAX_BUTTON_LABELS:
             elements = []
             for i, name in enumerate(names):
                 drafted = task.draft_value == name
                 text = f"✓ {name}" if drafted else name
-                elements.append(button(cut(text, BUTTON_TEXT_MAX), choose_id(i), f"{aid}:{i}",
+                elements.append(button(cut(text, BUTTON_TEXT_MAX), choose_id(i), label_value(aid, i, names),
                                        "primary" if drafted else None))
             return [{"type": "actions", "block_id": Block.CHOICES, "elements": elements}]
         select: dict[str, Any] = {
             "type": "static_select",
             "action_id": Action.SELECT,
             "placeholder": plain("Choose a label", 150),
-            "options": [option(name, f"{aid}:{i}") for i, name in enumerate(names[:100])],
+            "options": [option(name, label_value(aid, i, names)) for i, name in enumerate(names[:100])],
         }
         if task.draft_value in names:
             i = names.index(task.draft_value)
-            select["initial_option"] = option(names[i], f"{aid}:{i}")
+            select["initial_option"] = option(names[i], label_value(aid, i, names))
         return [{"type": "actions", "block_id": Block.CHOICES, "elements": [select]}]
     if task.task is TaskType.MULTILABEL:
         checks: dict[str, Any] = {
@@ -168,7 +174,9 @@ def _control_blocks(task: Task) -> list[dict[str, Any]]:
     if drafted:
         elements.append(button("Accept", Action.ACCEPT, aid, "primary"))
     if task.task is TaskType.MULTILABEL:
-        elements.append(button("Submit checks", Action.SUBMIT, aid, None if drafted else "primary"))
+        names = [name for name, _ in task.labels]
+        elements.append(button("Submit checks", Action.SUBMIT, label_value(task.assignment_id, None, names),
+                               None if drafted else "primary"))
     if task.task in (TaskType.SPANS, TaskType.REWRITE):
         if drafted:
             elements.append(button("Edit", Action.EDIT, aid))

@@ -9,6 +9,16 @@ from typing import Any
 from bot.core.enums import TaskType
 
 
+@dataclass(frozen=True)
+class LabelChoice:
+    """Labels picked by their positions in the label list a message was built from; `version`
+    (`bot.core.values.labels_version`) names that list, so a stale click can be told from a fresh one."""
+
+    indices: tuple[int, ...]
+    version: str | None
+    many: bool = False  # a multi-label set (a list) rather than one label
+
+
 @dataclass
 class Progress:
     done_today: int

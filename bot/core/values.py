@@ -6,6 +6,7 @@ spans: [{"start": 0, "end": 5, "label": "LOC"}] (end exclusive, sorted)     rewr
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Sequence
@@ -26,6 +27,14 @@ class HasLabels(Protocol):
 
 class ValueProblem(LabelbotError, ValueError):
     """A value that does not fit the task; the message is shown to a person."""
+
+
+def labels_version(names: Sequence[str]) -> str:
+    """A short fingerprint of a project's label list, in order. Label buttons carry positions in the
+    list their message was built from, with this fingerprint: a click made before a lead inserted,
+    removed or reordered labels is refused instead of landing on whatever label now sits there."""
+    data = "\x1f".join(names).encode("utf-8")
+    return hashlib.blake2b(data, digest_size=5, person=b"lb-labels").hexdigest()
 
 
 def canonical_key(value: Any) -> str:

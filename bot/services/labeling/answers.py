@@ -20,8 +20,8 @@ from bot.core.enums import (
     Tier,
 )
 from bot.core.errors import Refused
-from bot.core.types import Answer
-from bot.core.values import ValueProblem, canonical_key, normalize
+from bot.core.types import Answer, LabelChoice
+from bot.core.values import ValueProblem, canonical_key, labels_version, normalize
 from bot.quality.scoring import score as score_answer
 from bot.services.labeling.leases import expire_assignment
 from bot.services.labeling.progress import PROGRESS_KINDS, count_done
@@ -71,18 +71,23 @@ def _value_for(
     return (Action.REJECT if action == Action.REJECT else Action.EDIT), value
 
 
+STALE_LABELS = ("The project's labels changed after this example was shown, so nothing was recorded. "
+                "Type `/label` to see it again with the current labels.")
+
+
 def _resolve_indices(spec: ProjectSpec, value: Any) -> Any:
-    """Buttons carry label indices (never names): map them through the server's spec."""
+    """Buttons carry label positions in the list their message was built from, and that list's version:
+    a position is mapped to a name only against the same list (a lead may have inserted or reordered
+    labels since), otherwise the click is refused."""
+    if not isinstance(value, LabelChoice):
+        return value  # a label name, a set of names, spans or a rewrite: validated by `normalize`
     names = spec.label_names
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < len(names):
-            raise Refused("That label is not part of this project, so nothing was recorded.")
-        return names[value]
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "indices":
-        if any(not 0 <= i < len(names) for i in value[1]):
-            raise Refused("That label is not part of this project, so nothing was recorded.")
-        return [names[i] for i in value[1]]
-    return value
+    if value.version != labels_version(names):
+        raise Refused(STALE_LABELS)
+    if any(not 0 <= i < len(names) for i in value.indices):
+        raise Refused("That label is not part of this project, so nothing was recorded.")
+    chosen = [names[i] for i in value.indices]
+    return chosen if value.many else chosen[0]
 
 
 def record_answer(

@@ -1,0 +1,106 @@
+"""The labeling loop under attack and under careless leads, over the real wire on SQLite and PostgreSQL:
+stale label buttons after a label list change, experts and escalated items, redundancy changes,
+suspensions and quiz retakes, untrusted names and reasons in mrkdwn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from bot.cli import load_commands
+from storage.models import Label
+from tests.conftest import make_spec
+from tests.helpers import add_draft, qualify, seed
+from tests.test_labeling_flow import said
+
+cli = load_commands()
+LABELS = ["billing", "bug", "feature"]
+
+
+def run_cli(db, *args: str) -> Any:
+    """A lead's `labelbot ...` against the test database (as on the server)."""
+    result = CliRunner().invoke(cli, list(args), env={"DATABASE_URL": db.url}, catch_exceptions=False)
+    return result
+
+
+def update_spec(db, tmp_path: Path, **overrides: Any) -> Any:
+    path = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*')))}.yml"
+    path.write_text(make_spec(**overrides).to_yaml(), encoding="utf-8")
+    result = run_cli(db, "project", "update", str(path))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def labels_stored(db) -> list[tuple[str, Any]]:
+    with db.read() as s:
+        return [tuple(r) for r in s.execute(select(Label.action, Label.value).order_by(Label.id)).all()]
+
+
+def next_message(bot, drv, before: int) -> dict[str, Any]:
+    return bot.fake.wait_for(lambda: len(bot.fake.messages(drv.dm)) > before and bot.fake.last_message(drv.dm))
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 4: a click after the label list changed is refused, never stored as another label
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_click_made_before_the_labels_changed_is_refused_not_misfiled(bot, tmp_path):
+    seed(bot.db, make_spec(), bot.clock.now(), items=[{"id": "t1", "text": "I was charged twice"}])
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    ann = bot.user("U0ANN")
+    ann.command("/label")
+    old = next_message(bot, ann, 0)
+
+    # The lead inserts "refund" before "billing": position 0 now means refund.
+    update_spec(bot.db, tmp_path, labels=["refund", *LABELS])
+    assert ann.click(old, "label.choose:0").status == 200  # the "billing" button of the old message
+    bot.fake.wait_for(lambda: any("labels changed" in t for t in said(bot.fake)))
+    bot.deps.wait_idle()
+    assert labels_stored(bot.db) == []
+
+    ann.command("/label")  # the same example again, with today's buttons
+    fresh = next_message(bot, ann, 1)
+    buttons = [e["text"]["text"] for b in fresh["blocks"] for e in b.get("elements", []) if "choose" in
+               e.get("action_id", "")]
+    assert buttons == ["refund", *LABELS]
+    ann.click(fresh, "label.choose:1")
+    bot.fake.wait_for(lambda: "billing" in str(bot.fake.messages(ann.dm)[1]["blocks"]))
+    bot.deps.wait_idle()
+    assert labels_stored(bot.db) == [("manual", "billing")]
+
+
+def test_a_stale_menu_choice_is_refused(bot, tmp_path):
+    many = ["a1", "a2", "a3", "a4", "a5", "a6"]
+    seed(bot.db, make_spec(labels=many), bot.clock.now(), items=[{"id": "t1", "text": "x"}])
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    ann = bot.user("U0ANN")
+    ann.command("/label")
+    old = next_message(bot, ann, 0)
+    update_spec(bot.db, tmp_path, labels=list(reversed(many)))  # a reorder
+    menu = next(e for b in old["blocks"] for e in b.get("elements", []) if e.get("type") == "static_select")
+    option = menu["options"][0]["value"]
+    ann.click(old, "label.select", selected_option=option)
+    bot.fake.wait_for(lambda: any("labels changed" in t for t in said(bot.fake)))
+    bot.deps.wait_idle()
+    assert labels_stored(bot.db) == []
+
+
+def test_stale_multilabel_submit_is_refused(bot, tmp_path):
+    seed(bot.db, make_spec(task="multilabel", labels=LABELS), bot.clock.now(), items=[{"id": "t1", "text": "x"}])
+    add_draft(bot.db, "intents", "t1", ["bug"], bot.clock.now())
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    ann = bot.user("U0ANN")
+    ann.command("/label")
+    old = next_message(bot, ann, 0)
+    update_spec(bot.db, tmp_path, task="multilabel", labels=["feature", "bug", "billing"])
+    ann.click(old, "label.checks", selected_options=["0"])  # "billing" when the message was built
+    ann.click(old, "label.submit")
+    bot.fake.wait_for(lambda: any("labels changed" in t for t in said(bot.fake)))
+    bot.deps.wait_idle()
+    assert labels_stored(bot.db) == []
+    with bot.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Label)) == 0
