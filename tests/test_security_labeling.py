@@ -104,3 +104,95 @@ def test_stale_multilabel_submit_is_refused(bot, tmp_path):
     assert labels_stored(bot.db) == []
     with bot.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Label)) == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 2: experts are never locked out, and an item is resolved only by a counting expert answer
+# ------------------------------------------------------------------------------------------------
+
+
+def escalate(db, *external_ids: str) -> None:
+    from sqlalchemy import update
+
+    from storage.models import Item
+
+    with db.session() as s:
+        s.execute(update(Item).where(Item.external_id.in_(external_ids))
+                  .values(status="escalated", escalation_reason="no majority among the crowd's labels", slots=0))
+
+
+def item_status(db, external_id: str) -> str:
+    from storage.models import Item
+
+    with db.read() as s:
+        return s.scalar(select(Item.status).where(Item.external_id == external_id))
+
+
+def errors_said(fake) -> list[str]:
+    return [t for t in said(fake) if "went wrong" in t]
+
+
+def test_an_expert_gets_an_item_back_after_their_lease_ran_out_and_keeps_working(bot):
+    from bot.jobs import expire_old_leases
+
+    seed(bot.db, make_spec(), bot.clock.now(), items=[{"id": "e1", "text": "charged, or a bug?"}])
+    escalate(bot.db, "e1")
+    expert = bot.user("U0EXPERT")
+    expert.command("/label")
+    first = next_message(bot, expert, 0)
+    assert "expert review" in str(first["blocks"][0])
+    bot.clock.advance(minutes=31)  # the 30-minute lease runs out...
+    expire_old_leases(bot.deps)  # ...and the sweeper returns it
+    expert.command("/label")
+    again = next_message(bot, expert, 1)
+    assert again["blocks"][1] == first["blocks"][1]  # the same item, served again
+    expert.click(again, "label.choose:0")
+    bot.fake.wait_for(lambda: "queue is empty" in str(bot.fake.last_message(expert.dm)))
+    expert.command("/label")  # and /label keeps working afterwards
+    bot.fake.wait_for(lambda: sum("queue is empty" in t for t in said(bot.fake)) >= 1)
+    bot.deps.wait_idle()
+    assert item_status(bot.db, "e1") == "resolved"
+    assert errors_said(bot.fake) == []
+
+
+def test_an_expert_skip_on_the_last_escalated_item_is_kept_and_they_are_not_served_it_again(bot):
+    seed(bot.db, make_spec(), bot.clock.now(), items=[{"id": "e1", "text": "charged, or a bug?"}])
+    escalate(bot.db, "e1")
+    expert = bot.user("U0EXPERT")
+    expert.command("/label")
+    msg = next_message(bot, expert, 0)
+    expert.click(msg, "label.skip")
+    bot.fake.wait_for(lambda: "queue is empty" in str(bot.fake.last_message(expert.dm)))
+    expert.command("/label")
+    bot.fake.wait_for(lambda: any("queue is empty" in t for t in said(bot.fake)))
+    bot.deps.wait_idle()
+    assert labels_stored(bot.db) == [("skip", None)]
+    assert item_status(bot.db, "e1") == "escalated" and errors_said(bot.fake) == []
+    # another expert picks it up
+    run_cli(bot.db, "member", "intents", "U0EXPERT2", "--tier", "expert")
+    other = bot.user("U0EXPERT2")
+    other.command("/label")
+    assert "charged, or a bug?" in str(next_message(bot, other, 0)["blocks"][1])
+
+
+def test_an_expert_ambiguous_or_a_suspended_expert_does_not_resolve_the_item(bot):
+    seed(bot.db, make_spec(), bot.clock.now(), items=[{"id": "e1", "text": "first"}, {"id": "e2", "text": "second"}])
+    escalate(bot.db, "e1")
+    expert = bot.user("U0EXPERT")
+    expert.command("/label")
+    msg = next_message(bot, expert, 0)
+    expert.click(msg, "label.ambiguous")
+    bot.fake.wait_for(lambda: len(bot.fake.messages(expert.dm)) == 2)
+    bot.deps.wait_idle()
+    assert item_status(bot.db, "e1") == "escalated"
+
+    escalate(bot.db, "e2")
+    expert.command("/label")
+    msg = next_message(bot, expert, 2)
+    assert "second" in str(msg["blocks"][1])  # not e1 again: they already answered it
+    assert run_cli(bot.db, "member", "intents", "U0EXPERT", "--suspend", "--reason", "left the team").exit_code == 0
+    expert.click(msg, "label.choose:0")  # a click on the example served before the suspension
+    bot.deps.wait_idle()
+    assert item_status(bot.db, "e2") == "escalated"
+    with bot.db.read() as s:
+        assert s.scalars(select(Label.counts).order_by(Label.id)).all() == [False, False]

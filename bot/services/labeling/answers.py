@@ -180,11 +180,11 @@ def record_answer(
     if assignment.kind == AssignmentKind.PRODUCTION:
         answer.escalated = _after_production_label(session, spec, item, label, now)
     elif assignment.kind == AssignmentKind.EXPERT:
-        if stored_action == Action.SKIP:
-            item.updated_at = now  # back to the expert queue for another expert
-        else:
+        item.updated_at = now  # a skip, an Ambiguous or a non-counting answer: to the back of the queue
+        if label.counts:
             item.status = ItemStatus.RESOLVED
-            item.updated_at = now
+        elif stored_action == Action.AMBIGUOUS:
+            item.escalation_reason = f"flagged ambiguous by the expert {member.user_id}"[:200]
     elif assignment.kind == AssignmentKind.HONEYPOT:
         reason = check_honeypots(session, spec, member, now)
         if reason:
