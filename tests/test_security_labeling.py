@@ -196,3 +196,57 @@ def test_an_expert_ambiguous_or_a_suspended_expert_does_not_resolve_the_item(bot
     assert item_status(bot.db, "e2") == "escalated"
     with bot.db.read() as s:
         assert s.scalars(select(Label.counts).order_by(Label.id)).all() == [False, False]
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 8: lowering redundancy recomputes slots from labels and leases, and settles ties properly
+# ------------------------------------------------------------------------------------------------
+
+
+def item_row(db, external_id: str) -> tuple[str, int, int]:
+    from storage.models import Item
+
+    with db.read() as s:
+        return tuple(s.execute(select(Item.status, Item.slots, Item.labels_done)
+                               .where(Item.external_id == external_id)).one())
+
+
+def test_lowering_redundancy_escalates_ties_and_remembers_leases(bot, tmp_path):
+    from bot.jobs import expire_old_leases
+
+    seed(bot.db, make_spec(redundancy=3), bot.clock.now(),
+         items=[{"id": "t1", "text": "first ticket"}, {"id": "t2", "text": "second ticket"}])
+    for uid in ("U0A", "U0B", "U0C"):
+        qualify(bot.db, "intents", uid, bot.clock.now())
+    a, b, c = bot.user("U0A"), bot.user("U0B"), bot.user("U0C")
+    a.command("/label")
+    a.click(next_message(bot, a, 0), "label.choose:0")  # t1: billing; A is then served t2 (a lease)
+    next_message(bot, a, 1)
+    b.command("/label")
+    b.click(next_message(bot, b, 0), "label.choose:1")  # t1: bug -- a 1:1 tie; B is then served t2
+    b.click(next_message(bot, b, 1), "label.choose:0")  # t2: billing; A still holds t2's other lease
+    next_message(bot, b, 2)
+    bot.deps.wait_idle()
+    assert item_row(bot.db, "t1") == ("open", 1, 2)
+    assert item_row(bot.db, "t2") == ("open", 1, 1)
+
+    result = update_spec(bot.db, tmp_path, redundancy=2)
+    assert "1 escalated (no majority)" in result.output
+    assert item_row(bot.db, "t1") == ("escalated", 0, 2)  # a tie is not a final answer
+    assert item_row(bot.db, "t2") == ("open", 0, 1)  # one label + A's lease: nothing to hand out, not done
+
+    c.command("/label")
+    bot.fake.wait_for(lambda: any("with other annotators" in t for t in said(bot.fake)))
+    bot.clock.advance(minutes=31)
+    expire_old_leases(bot.deps)  # A's lease runs out: its slot comes back
+    assert item_row(bot.db, "t2") == ("open", 1, 1)
+    c.command("/label")
+    c.click(next_message(bot, c, 0), "label.choose:0")
+    bot.fake.wait_for(lambda: "queue is empty" in str(bot.fake.last_message(c.dm)))
+    bot.deps.wait_idle()
+    assert item_row(bot.db, "t2") == ("complete", 0, 2)
+
+    # Raising it again reopens complete items with what they still need.
+    update_spec(bot.db, tmp_path, redundancy=3)
+    assert item_row(bot.db, "t2") == ("open", 1, 2)
+    assert item_row(bot.db, "t1") == ("escalated", 0, 2)

@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.core.enums import ItemStatus, MemberState, Tier
+from bot.core.enums import MemberState, Tier
 from bot.core.errors import Conflict, NotFound
+from bot.services.completion import rebalance
 from bot.spec import ProjectSpec, parse_spec
 from storage.models import Item, Label, Member, Project
 
@@ -83,23 +84,13 @@ def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[
         for key, old_value in old.model_dump(mode="json").items()
         if (new_value := spec.model_dump(mode="json")[key]) != old_value
     ]
-    old_redundancy = old.redundancy
     project.spec = spec.model_dump(mode="json")
     project.name = spec.name
     project.updated_at = now
-    if spec.redundancy != old_redundancy:
-        # Open and complete items gain (or lose) slots; settled items stay settled.
-        delta = spec.redundancy - old_redundancy
-        new_slots = case((Item.slots + delta < 0, 0), else_=Item.slots + delta)
-        session.execute(
-            update(Item)
-            .where(Item.project_id == project.id, Item.status.in_([ItemStatus.OPEN, ItemStatus.COMPLETE]))
-            .values(
-                slots=new_slots,
-                status=case((new_slots > 0, ItemStatus.OPEN.value), else_=ItemStatus.COMPLETE.value),
-                updated_at=now,
-            )
-        )
+    if spec.redundancy != old.redundancy:
+        # Recomputed from each item's counting labels and open leases, and settled (or escalated on a
+        # tie) when it has enough: never shifted by the difference and clamped.
+        changes.append(f"items: {rebalance(session, project, spec, now).describe()}")
     sync_members(session, project, spec, now)
     return project, changes
 

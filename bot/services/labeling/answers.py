@@ -3,7 +3,6 @@ the hidden checks' verdict."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -19,10 +18,13 @@ from bot.core.enums import (
     TaskType,
     Tier,
 )
+
+__all__ = ["check_honeypots", "has_majority", "load_assignment", "record_answer"]
 from bot.core.errors import Refused
 from bot.core.types import Answer, LabelChoice
 from bot.core.values import ValueProblem, canonical_key, labels_version, normalize
 from bot.quality.scoring import score as score_answer
+from bot.services.completion import counting_keys, has_majority, settle
 from bot.services.labeling.leases import expire_assignment
 from bot.services.labeling.progress import PROGRESS_KINDS, count_done
 from bot.services.labeling.quiz import after_quiz_answer
@@ -207,33 +209,7 @@ def _after_production_label(session: Session, spec: ProjectSpec, item: Item, lab
     item.labels_done += 1
     if item.status != ItemStatus.OPEN or item.labels_done < spec.redundancy:
         return False
-    values = session.scalars(
-        select(Label.value_key).where(Label.item_id == item.id, Label.counts.is_(True), Label.kind == "production")
-    ).all()
-    if spec.escalation.on_no_majority and not has_majority(spec.task, values):
-        item.status = ItemStatus.ESCALATED
-        item.escalation_reason = "no majority among the crowd's labels"
-        return True
-    item.status = ItemStatus.COMPLETE
-    return False
-
-
-def has_majority(task: TaskType, value_keys: list[str | None]) -> bool:
-    """More than half of the answers agree (per label for multilabel, per span for spans)."""
-    import json
-
-    keys = [k for k in value_keys if k is not None]
-    if not keys:
-        return False
-    n = len(keys)
-    if task in (TaskType.CLASSIFICATION, TaskType.REWRITE):
-        return Counter(keys).most_common(1)[0][1] * 2 > n
-    # Multilabel and spans: every element chosen by anyone must be clearly in or clearly out.
-    votes: Counter[str] = Counter()
-    for k in keys:
-        for element in json.loads(k):
-            votes[json.dumps(element, sort_keys=True)] += 1
-    return all(v * 2 != n for v in votes.values())
+    return settle(spec, item, counting_keys(session, [item.id])[item.id])
 
 
 def check_honeypots(session: Session, spec: ProjectSpec, member: Member, now: datetime) -> str | None:
