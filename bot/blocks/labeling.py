@@ -19,6 +19,7 @@ from bot.blocks.text import (
     cut,
     fallback_text,
     header,
+    mention,
     option,
     plain,
     safe_mrkdwn,
@@ -295,7 +296,28 @@ def quiz_offer(project_slug: str, project_name: str, reason: str = "") -> list[d
 
 
 def paused_reason(reason: str) -> str:
+    """The reason (hidden checks' numbers or a lead's typed words) as escaped mrkdwn."""
+    reason = safe_mrkdwn(reason.rstrip("."), 1000)
     return f"Your labels on this project are paused: {reason}." if reason else ""
+
+
+def suspended_message(result: Suspended) -> tuple[str, list[dict[str, Any]]]:
+    """Paused: by a lead (only a lead lifts it: no quiz offered), or by the hidden checks (the quiz
+    again, from when the cooldown allows)."""
+    name = safe_mrkdwn(result.name, 200)
+    if result.by_lead:
+        who = ", ".join(mention(u) for u in result.leads[:10]) or "a project lead"
+        why = f": {safe_mrkdwn(result.reason.rstrip('.'), 1000)}" if result.reason else ""
+        text = f":no_entry: A lead paused your labels on *{name}*{why}. Only a lead can lift the pause; ask {who}."
+        return "Your labels are paused by a lead", [
+            section_md(text, "lb.paused"),
+            {"type": "actions", "block_id": "lb.paused_buttons",
+             "elements": [button("Guidelines", Action.GUIDELINES, result.slug)]},
+        ]
+    reason = paused_reason(result.reason)
+    if result.retake_at is not None:
+        reason += f" You can retake the quiz from {result.retake_at:%Y-%m-%d %H:%M} UTC."
+    return "Your labels are paused", quiz_offer(result.slug, result.name, reason.strip())
 
 
 def start_message(result: ChooseProject | NotMember | QuizOffer | Suspended | QueueDone
@@ -308,7 +330,7 @@ def start_message(result: ChooseProject | NotMember | QuizOffer | Suspended | Qu
     if isinstance(result, QuizOffer):
         return "Take the quiz first", quiz_offer(result.slug, result.name)
     if isinstance(result, Suspended):
-        return "Your labels are paused", quiz_offer(result.slug, result.name, paused_reason(result.reason))
+        return suspended_message(result)
     return done_message(result.name, result.done_today, busy=result.busy, slug=result.slug)
 
 

@@ -187,16 +187,30 @@ def gold_promote(slug: str, from_experts: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------- members
+def _operator() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in this environment
+        return "cli"
+
+
 @click.command("member")
 @click.argument("slug")
 @click.argument("user")
 @click.option("--tier", type=click.Choice(["crowd", "expert", "lead"]))
-@click.option("--suspend", is_flag=True)
-@click.option("--reinstate", is_flag=True)
-@click.option("--reason")
+@click.option("--suspend", is_flag=True, help="Pause their labels (and a lead's rights) until --reinstate.")
+@click.option("--reinstate", is_flag=True, help="Lift a pause (a lead's pause can only be lifted this way).")
+@click.option("--reason", help="Why; shown to the member.")
+@click.option("--by", "by", help="Who is acting, recorded with a suspension (default: cli:<your user name>).")
 @friendly
-def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None) -> None:
-    """Change a member's tier or suspend / reinstate them."""
+def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None,
+               by: str | None) -> None:
+    """Change a member's tier or suspend / reinstate them.
+
+    A member paused here cannot lift the pause by retaking the quiz (one paused by the hidden checks
+    can, after the quiz cooldown); a paused lead has no lead rights."""
     from bot.core.enums import Tier
     from bot.services.projects import get_project, set_member
 
@@ -204,7 +218,7 @@ def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate:
         p = get_project(s, slug)
         change = set_member(
             s, p, user, SystemClock().now(), tier=Tier(tier) if tier else None,
-            suspend=suspend, reinstate=reinstate, reason=reason,
+            suspend=suspend, reinstate=reinstate, reason=reason, by=by or _operator(),
         )
         click.echo(f"{user} in {slug}: {change.description} (tier {change.member.tier}, {change.member.state}).")
 

@@ -115,11 +115,16 @@ class QuizOffer:
 
 @dataclass(frozen=True)
 class Suspended:
-    """The person's labels on this project are paused; `reason` says why (a retake may lift it)."""
+    """The person's labels on this project are paused; `reason` says why. A pause from the hidden
+    checks is lifted by passing the quiz again (from `retake_at`, None: now); a lead's pause only by a
+    lead (`by_lead`, who are `leads`)."""
 
     slug: str
     name: str
     reason: str
+    by_lead: bool = False
+    retake_at: datetime | None = None
+    leads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

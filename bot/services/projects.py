@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from bot.core.enums import MemberState, Tier
+from bot.core.enums import MemberState, Suspension, Tier
 from bot.core.errors import Conflict, NotFound
 from bot.services.completion import rebalance
 from bot.spec import ProjectSpec, parse_spec
@@ -120,15 +122,48 @@ def get_member(session: Session, project: Project, user_id: str) -> Member | Non
 
 
 def ensure_member(session: Session, project: Project, user_id: str, now: datetime) -> Member:
+    """The member, created (crowd tier, new) on first use. Two first clicks at once (a double click on
+    "Take quiz") both get the one row: the insert skips a row another transaction just created."""
     member = get_member(session, project, user_id)
-    if member is None:
-        member = Member(
-            project_id=project.id, team_id=project.team_id, user_id=user_id, tier=Tier.CROWD,
-            state=MemberState.NEW, served=0, created_at=now,
-        )
-        session.add(member)
-        session.flush()
+    if member is not None:
+        return member
+    values = dict(project_id=project.id, team_id=project.team_id, user_id=user_id, tier=Tier.CROWD.value,
+                  state=MemberState.NEW.value, served=0, created_at=now)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(pg_insert(Member).values(**values).on_conflict_do_nothing(
+            index_elements=["project_id", "user_id"]))
+    else:
+        session.execute(sqlite_insert(Member).values(**values).on_conflict_do_nothing(
+            index_elements=["project_id", "user_id"]))
+    member = get_member(session, project, user_id)
+    assert member is not None
     return member
+
+
+def suspend_member(member: Member, now: datetime, *, source: Suspension, reason: str, by: str) -> None:
+    """Pause a member's labels, recording who (`source`: the hidden checks or a lead; `by`: a name)
+    and why. A lead's pause replaces one from the checks (it is the stronger one)."""
+    member.state = MemberState.SUSPENDED
+    member.suspended_at = now
+    member.suspension = source.value
+    member.suspended_by = by[:100]
+    member.state_reason = reason
+
+
+def lift_suspension(member: Member, now: datetime, reason: str) -> None:
+    """Back to labeling: qualified again (or new, for someone paused before they ever qualified)."""
+    member.state = MemberState.QUALIFIED if member.qualified_at is not None else MemberState.NEW
+    if member.state == MemberState.QUALIFIED:
+        member.qualified_at = now
+    member.suspended_at = None
+    member.suspension = None
+    member.suspended_by = None
+    member.state_reason = reason
+
+
+def suspended_by_lead(member: Member) -> bool:
+    """True when only a lead can lift the member's pause (any pause not from the hidden checks)."""
+    return member.state == MemberState.SUSPENDED and member.suspension != Suspension.CHECKS
 
 
 @dataclass
@@ -147,8 +182,11 @@ def set_member(
     suspend: bool = False,
     reinstate: bool = False,
     reason: str | None = None,
+    by: str = "a lead",
 ) -> MemberChange:
-    """Change a member's tier or state (leads' CLI). Experts count without a quiz."""
+    """Change a member's tier or state (leads' CLI). Experts count without a quiz. A lead's suspension
+    (recorded with `by` and the reason) is lifted only by `reinstate`, never by a quiz retake; a
+    suspended lead has no lead rights (`bot.services.access`)."""
     if suspend and reinstate:
         raise Conflict("Choose one of --suspend and --reinstate.")
     member = ensure_member(session, project, user_id, now)
@@ -161,16 +199,11 @@ def set_member(
             member.qualified_at = now
             member.state_reason = "made an expert by a lead"
             said.append("qualified (experts skip the quiz)")
-    if suspend and member.state != MemberState.SUSPENDED:
-        member.state = MemberState.SUSPENDED
-        member.suspended_at = now
-        member.state_reason = reason or "suspended by a lead"
-        said.append("suspended")
+    if suspend and not suspended_by_lead(member):
+        suspend_member(member, now, source=Suspension.LEAD, reason=reason or "suspended by a lead", by=by)
+        said.append(f"suspended by {by}")
     if reinstate and member.state == MemberState.SUSPENDED:
-        member.state = MemberState.QUALIFIED
-        member.qualified_at = now
-        member.suspended_at = None
-        member.state_reason = reason or "reinstated by a lead"
-        said.append("reinstated")
+        lift_suspension(member, now, reason or f"reinstated by {by}")
+        said.append(f"reinstated by {by}")
     session.flush()
     return MemberChange(member, ", ".join(said) or "no change")

@@ -15,11 +15,13 @@ from bot.core.enums import (
     AssignmentStatus,
     ItemStatus,
     MemberState,
+    Suspension,
     TaskType,
     Tier,
 )
 
 __all__ = ["check_honeypots", "has_majority", "load_assignment", "record_answer"]
+from bot.blocks.text import safe_mrkdwn
 from bot.core.errors import Refused
 from bot.core.types import Answer, LabelChoice
 from bot.core.values import ValueProblem, canonical_key, labels_version, normalize
@@ -29,7 +31,7 @@ from bot.services.labeling.leases import expire_assignment
 from bot.services.labeling.progress import PROGRESS_KINDS, count_done
 from bot.services.labeling.quiz import after_quiz_answer
 from bot.services.labeling.tasks import is_usable, usable_draft
-from bot.services.projects import spec_of
+from bot.services.projects import spec_of, suspend_member, suspended_by_lead
 from bot.spec import ProjectSpec
 from storage.models import Assignment, Draft, Gold, Item, Label, Member, Project
 
@@ -119,6 +121,8 @@ def record_answer(
     _check_owner(row[0] if row is not None else None, team_id, user_id)
     assignment, item, project, member = row
     spec = spec_of(project)
+    if suspended_by_lead(member) and assignment.status == AssignmentStatus.OPEN:
+        raise Refused(f"A lead paused your labels on *{safe_mrkdwn(project.name, 200)}*, so nothing was recorded.")
     base = dict(
         assignment_id=assignment.id, project_slug=project.slug, task=spec.task, text=item.text,
         kind=assignment.kind, channel=assignment.channel, ts=assignment.ts,
@@ -230,12 +234,10 @@ def check_honeypots(session: Session, spec: ProjectSpec, member: Member, now: da
     accuracy = sum(1 for c in recent if c >= threshold - 1e-9) / len(recent)
     if accuracy >= spec.honeypot.floor:
         return None
-    member.state = MemberState.SUSPENDED
-    member.suspended_at = now
-    member.state_reason = (
+    suspend_member(member, now, source=Suspension.CHECKS, by="hidden checks", reason=(
         f"accuracy on the last {len(recent)} check items was {accuracy:.0%}, below the "
         f"{spec.honeypot.floor:.0%} floor"
-    )
+    ))
     return member.state_reason
 
 

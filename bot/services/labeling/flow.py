@@ -30,15 +30,16 @@ from bot.core.types import (
     Start,
     Suspended,
 )
+from bot.services.access import leads_of
 from bot.services.labeling.answers import load_assignment, record_answer
 from bot.services.labeling.entry import entry, resolve_project
 from bot.services.labeling.leases import set_message
 from bot.services.labeling.progress import progress_for
 from bot.services.labeling.queue import next_task, queue_busy
-from bot.services.labeling.quiz import next_quiz_question, quiz_summary_lines, start_quiz
+from bot.services.labeling.quiz import next_quiz_question, quiz_summary_lines, retake_at, start_quiz
 from bot.services.labeling.stats import MemberStats, member_stats
 from bot.services.labeling.tasks import build_task
-from bot.services.projects import get_member, get_project, spec_of
+from bot.services.projects import get_member, get_project, spec_of, suspended_by_lead
 from storage.db import Database
 from storage.models import Assignment, Draft, Item, Member, Project
 
@@ -56,7 +57,8 @@ def start_labeling(db: Database, now: datetime, team_id: str, user_id: str, slug
         if e.kind == "quiz_offer":
             return QuizOffer(project.slug, project.name)
         if e.kind == "suspended":
-            return Suspended(project.slug, project.name, e.message)
+            assert e.member is not None
+            return _suspended(s, project, e.member)
         assert e.member is not None
         task = next_task(s, project, e.member, now, db.dialect)
         return ShowTask(task) if task is not None else _queue_done(s, project, user_id, now)
@@ -164,6 +166,14 @@ def my_stats(db: Database, now: datetime, team_id: str, user_id: str) -> list[Me
 # ------------------------------------------------------------------------------------------------
 
 
+def _suspended(s: Session, project: Project, member: Member) -> Suspended:
+    """Why the member's labels are paused, and what lifts the pause: a lead, or a quiz retake (when)."""
+    by_lead = suspended_by_lead(member)
+    leads = tuple(leads_of(s, project.id)) if by_lead else ()
+    return Suspended(project.slug, project.name, member.state_reason or "", by_lead=by_lead,
+                     retake_at=None if by_lead else retake_at(spec_of(project), member), leads=leads)
+
+
 def _queue_done(s: Session, project: Project, user_id: str, now: datetime) -> QueueDone:
     member = get_member(s, project, user_id)
     done = progress_for(s, project, member, now).done_today if member else 0
@@ -184,7 +194,7 @@ def _next(s: Session, dialect: str, recorded: Answer, user_id: str, now: datetim
     member = s.get(Member, assignment.member_id)
     assert project is not None and member is not None
     if recorded.suspended:
-        return Suspended(project.slug, project.name, recorded.suspension_reason or "")
+        return _suspended(s, project, member)
     if member.state == MemberState.QUALIFIED:
         task = next_task(s, project, member, now, dialect, resume=False)
         if task is not None:
