@@ -90,8 +90,8 @@ class LabelingHandlers:
             return
         if editor is not None:
             meta = payloads.edit_metadata(aid, editor.mode, body)
-            client.views_open(trigger_id=body["trigger_id"], view=ui.edit_modal(editor.task, editor.mode,
-                                                                                 editor.initial, meta))
+            view = ui.edit_modal(editor.task, editor.mode, editor.initial, meta, note=editor.note)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
 
     def on_edit_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         try:

@@ -333,6 +333,7 @@ class ImportRun(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(1000))
     state: Mapped[str] = mapped_column(String(16))  # staging | publishing | done | abandoned
+    owner: Mapped[str] = mapped_column(String(200))  # host:pid of the importing process
     rows: Mapped[int] = mapped_column(Integer, default=0)
     inserted: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)

@@ -369,8 +369,10 @@ def stats_blocks(stats: list[Any]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ modals
 
 
-def edit_modal(task: Task, mode: str, initial: str, meta: dict[str, Any], error: str | None = None) -> dict[str, Any]:
-    """Edit (pre-filled with the draft) or Reject (empty) for spans and rewrites."""
+def edit_modal(task: Task, mode: str, initial: str, meta: dict[str, Any], error: str | None = None,
+               note: str = "") -> dict[str, Any]:
+    """Edit (pre-filled with the draft) or Reject (empty) for spans and rewrites. The pre-filled text
+    is never cut (`initial` fits the box: the service makes sure)."""
     if task.task is TaskType.SPANS:
         hint = ("Mark each span as [surface text](LABEL). Keep every other character as it is. "
                 "Labels: " + ", ".join(name for name, _ in task.labels))
@@ -384,9 +386,11 @@ def edit_modal(task: Task, mode: str, initial: str, meta: dict[str, Any], error:
         "multiline": True,
         "max_length": 3000,
     }
-    if initial:
-        element["initial_value"] = initial[:3000]
+    if initial and len(initial) <= 3000:
+        element["initial_value"] = initial
     blocks: list[dict[str, Any]] = []
+    if note:
+        blocks.append(context_md(safe_mrkdwn(note, 500)))
     if task.task is TaskType.REWRITE:
         blocks.append(context_md("*Original:*"))
         blocks.append(section_plain(cut(task.text, TEXT_PREVIEW), "lb.original"))

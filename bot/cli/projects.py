@@ -124,15 +124,28 @@ def project_show(slug: str) -> None:
 
 # ---------------------------------------------------------------------------------- import
 def _run_import(kind: str, slug: str, file: str, update_existing: bool) -> None:
-    from bot.services.importer import count_rows, import_gold, import_items
-    from bot.services.projects import get_project
+    """Items: checked in full, staged and published in short transactions, so the running bot keeps
+    answering (`import_items_staged`). Gold (small files): checked before the write transaction opens."""
+    from bot.services.importer import check_gold_file, count_rows, import_gold, import_items_staged
+    from bot.services.projects import get_project, spec_of
 
     database = open_db()
-    progress, advance = progress_bar(count_rows(file), f"Importing {kind}")
-    with progress, database.session() as s:
-        p = get_project(s, slug)
-        fn = import_items if kind == "items" else import_gold
-        result = fn(s, p, file, SystemClock().now(), update_existing=update_existing, progress=advance)
+    rows = count_rows(file)
+    now = SystemClock().now()
+    if kind == "items":
+        progress, advance = progress_bar(rows * 3 if rows else None, "Importing items (check, stage, publish)")
+        with progress:
+            result = import_items_staged(database, slug, file, now, update_existing=update_existing,
+                                         progress=advance)
+    else:
+        progress, advance = progress_bar(rows, "Importing gold")
+        with progress:
+            with database.read() as s:
+                spec = spec_of(get_project(s, slug))
+            checked = check_gold_file(spec, file, progress=advance)
+            with database.session() as s:
+                result = import_gold(s, get_project(s, slug), file, now, update_existing=update_existing,
+                                     checked=checked)
     click.echo(result.summary("gold items" if kind == "gold" else "items"))
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)

@@ -172,6 +172,7 @@ class Editor:
     task: Task
     mode: str  # "edit" | "reject" | "answer"
     initial: str
+    note: str = ""  # why the box is not pre-filled as usual (a draft too long for it)
 
 
 @dataclass(frozen=True)

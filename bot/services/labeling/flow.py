@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.core.enums import AssignmentKind, MemberState, TaskType
-from bot.core.errors import NotFound
-from bot.core.markup import MarkupError, parse, render
+from bot.core.errors import NotFound, Refused
+from bot.core.markup import EDIT_BOX_MAX, MarkupError, parse, render_for_input
 from bot.core.types import (
     Answer,
     Answered,
@@ -101,12 +101,20 @@ def open_editor(db: Database, now: datetime, team_id: str, user_id: str, assignm
         assert item is not None
         draft = s.get(Draft, assignment.draft_id) if assignment.draft_shown and assignment.draft_id else None
     mode = "answer" if draft is None else ("reject" if reject else "edit")
-    initial = ""
+    initial, note = "", ""
     if spec.task is TaskType.SPANS:
-        initial = render(item.text, draft.value if (draft is not None and mode == "edit") else [])
+        bare = render_for_input(item.text, [])
+        if len(bare) > EDIT_BOX_MAX:  # imported before spans texts were limited at import
+            raise Refused(f"This example is too long to mark in Slack's edit box ({len(bare):,} of "
+                          f"{EDIT_BOX_MAX:,} characters), so it cannot be answered here: Skip it, and tell a lead.")
+        initial = render_for_input(item.text, draft.value if (draft is not None and mode == "edit") else [])
+        if len(initial) > EDIT_BOX_MAX:
+            initial, note = bare, "The draft's marks do not fit Slack's edit box: mark the spans yourself."
     elif spec.task is TaskType.REWRITE and mode == "edit" and draft is not None:
         initial = str(draft.value)
-    return Editor(task, mode, initial)
+        if len(initial) > EDIT_BOX_MAX:  # never a cut copy: saving it would lose the draft's end
+            initial, note = "", "The draft is longer than Slack's edit box: write the rewrite here."
+    return Editor(task, mode, initial, note)
 
 
 def submit_editor(db: Database, now: datetime, team_id: str, user_id: str, assignment_id: int, mode: str,

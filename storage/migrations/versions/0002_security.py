@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("project_id", ID, nullable=False),
         sa.Column("path", sa.String(length=1000), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("owner", sa.String(length=200), nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),
         sa.Column("inserted", sa.Integer(), nullable=False),
         sa.Column("updated", sa.Integer(), nullable=False),
