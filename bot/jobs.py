@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from bot.blocks.labeling import expired_message
 from bot.deps import Deps
-from bot.services import adjudication, drafting, reports
+from bot.services import adjudication, drafting, events, reports
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
-from storage.locks import once_per_period
+from storage.locks import once_per_period, prune_job_locks
+
+KEEP_JOB_LOCKS = timedelta(days=35)  # longer than any job's period (the longest is a day today)
 
 
 def prefetch_drafts(deps: Deps) -> None:
@@ -56,6 +59,15 @@ def escalate_low_confidence(deps: Deps) -> None:
             adjudication.refresh_low_confidence(deps.db, slug, now)
 
 
+def prune_bookkeeping(deps: Deps) -> None:
+    """Daily, forget Events API deliveries older than a day (Slack stops retrying after minutes) and job
+    locks of periods long over, so that neither table grows forever (once a day across replicas)."""
+    now = deps.clock.now()
+    if once_per_period(deps.db, "prune-bookkeeping", now.strftime("%Y-%m-%d"), now):
+        events.prune_events(deps.db, now)
+        prune_job_locks(deps.db, now - KEEP_JOB_LOCKS)
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -71,4 +83,5 @@ JOBS: tuple[Job, ...] = (
     Job("reports.daily", post_daily_reports, {"minutes": 1}, at_start=True),
     Job("expire_leases", expire_old_leases, {"seconds": 30}),
     Job("low_confidence", escalate_low_confidence, {"minutes": 5}),
+    Job("prune_bookkeeping", prune_bookkeeping, {"hours": 1}, at_start=True),
 )

@@ -515,6 +515,6 @@ def test_scheduler_has_the_prefetch_job_only_when_drafting_is_on(env: Env) -> No
 
     jobs = {job.id: job for job in build_scheduler(env.deps).get_jobs()}
     assert jobs["drafting.prefetch"].trigger.interval.total_seconds() == drafting.PREFETCH_INTERVAL_SECONDS
-    assert set(jobs) == {"drafting.prefetch", "reports.daily", "expire_leases", "low_confidence"}
+    assert set(jobs) == {"drafting.prefetch", "reports.daily", "expire_leases", "low_confidence", "prune_bookkeeping"}
     off = build_scheduler(Deps(settings=Settings(), db=env.db, drafter=None))
     assert "drafting.prefetch" not in {job.id for job in off.get_jobs()}

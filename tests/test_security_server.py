@@ -108,3 +108,71 @@ def test_healthz_says_db_unavailable_and_keeps_the_error_for_the_log(tmp_path: P
         assert "database is unavailable" in caplog.text and "OperationalError" in caplog.text
     finally:
         broken.dispose()
+
+
+# ------------------------------------------------------------------------------------------------
+# Events API: a failed first delivery is handled on Slack's retry; bookkeeping is pruned
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_failed_event_delivery_is_handled_on_slacks_retry(bot):
+    from sqlalchemy import select
+
+    from storage.models import ProcessedEvent
+
+    seed(bot.db, make_spec(), bot.clock.now(), items=[{"id": "t", "text": "x"}])
+    ann = bot.user("U0ANN")
+    bot.fake.fail_next("views.publish", error="fatal_error")  # the first handling fails (not retried by the client)
+    assert ann.app_home_opened(event_id="EvFAIL").status == 200
+    bot.fake.wait_for(lambda: len(bot.fake.calls_to("views.publish")) >= 1)
+    bot.deps.wait_idle()
+    assert bot.fake.home("U0ANN") is None
+    with bot.db.read() as s:
+        assert s.scalar(select(ProcessedEvent).where(ProcessedEvent.event_id == "EvFAIL")) is None  # released
+    assert ann.app_home_opened(event_id="EvFAIL", retry_num=1).status == 200  # Slack's retry
+    bot.fake.wait_for(lambda: bot.fake.home("U0ANN"))
+    bot.deps.wait_idle()
+    assert ann.app_home_opened(event_id="EvFAIL", retry_num=2).status == 200  # handled: dropped
+    bot.deps.wait_idle()
+    published = [c for c in bot.fake.calls_to("views.publish")]
+    assert len(published) == 2  # the failed one and the retry, not the third delivery
+    with bot.db.read() as s:
+        assert s.scalar(select(ProcessedEvent.state).where(ProcessedEvent.event_id == "EvFAIL")) == "done"
+
+
+def test_a_claim_left_by_a_dead_replica_is_taken_over_by_a_later_retry(bot):
+    from storage.models import ProcessedEvent
+
+    seed(bot.db, make_spec(), bot.clock.now(), items=[{"id": "t", "text": "x"}])
+    with bot.db.session() as s:  # a replica claimed it, then died before finishing
+        s.add(ProcessedEvent(event_id="EvDEAD", state="claimed", created_at=bot.clock.now()))
+    ann = bot.user("U0ANN")
+    ann.app_home_opened(event_id="EvDEAD", retry_num=1)  # immediately: the claim may still be alive
+    bot.deps.wait_idle()
+    assert bot.fake.calls_to("views.publish") == []
+    bot.clock.advance(minutes=1)  # Slack's next retry comes a minute later
+    ann.app_home_opened(event_id="EvDEAD", retry_num=2)
+    bot.fake.wait_for(lambda: bot.fake.home("U0ANN"))
+
+
+def test_prune_bookkeeping_forgets_old_events_and_job_locks(database, clock):
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from bot.config import Settings
+    from bot.deps import Deps
+    from bot.jobs import prune_bookkeeping
+    from storage.models import JobLock, ProcessedEvent
+
+    now = clock.now()
+    with database.session() as s:
+        for i, age in enumerate((timedelta(hours=1), timedelta(days=2), timedelta(days=3))):
+            s.add(ProcessedEvent(event_id=f"Ev{i}", state="done", created_at=now - age))
+        for i, age in enumerate((timedelta(days=1), timedelta(days=40))):
+            s.add(JobLock(name="low-confidence:x", period=f"p{i}", created_at=now - age))
+    prune_bookkeeping(Deps(settings=Settings(database_url=database.url), db=database, clock=clock))
+    with database.read() as s:
+        assert s.scalars(select(ProcessedEvent.event_id)).all() == ["Ev0"]
+        assert sorted(s.scalars(select(JobLock.period))) == ["2026-01-05", "p0"]  # today's prune run, and p0
+        assert s.scalar(select(func.count()).select_from(JobLock)) == 2
