@@ -473,3 +473,24 @@ def test_concurrent_quiz_starts_wait_for_each_other_on_postgresql(database, cloc
     with database.read() as s:
         assert s.scalar(select(func.count()).select_from(Member).where(Member.user_id == "U0TWICE")) == 1
         assert s.scalar(select(func.count()).select_from(QuizAttempt)) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Also: the project name (lead-typed) is escaped wherever it goes into mrkdwn
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_hostile_project_name_never_pings_anyone(bot):
+    name = "<!channel> *Support* <https://evil.example|login>"
+    seed(bot.db, make_spec(name=name, quiz={"size": 10}, members={"open_enrollment": False}), bot.clock.now(),
+         items=[{"id": "t1", "text": "x"}], gold=GOLD)
+    bot.user("U0STRANGER").command("/label")  # invite-only
+    bot.user("U0STRANGER").command("/label", "quiz")
+    qualify(bot.db, "intents", "U0NEW", bot.clock.now())
+    bot.user("U0NEW").command("/label", "quiz")  # already qualified
+    bot.user("U0NEW").command("/label", "nosuch<!here>")
+    texts = bot.fake.wait_for(lambda: len(said(bot.fake)) >= 4 and said(bot.fake))
+    assert any("invite" in t for t in texts) and any("already qualified" in t for t in texts)
+    for t in texts:
+        assert "<!channel>" not in t and "<!here>" not in t and "<https://evil" not in t, t
+    assert any("&lt;!channel&gt; *Support*" in t for t in texts)
