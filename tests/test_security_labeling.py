@@ -232,7 +232,7 @@ def test_lowering_redundancy_escalates_ties_and_remembers_leases(bot, tmp_path):
     assert item_row(bot.db, "t2") == ("open", 1, 1)
 
     result = update_spec(bot.db, tmp_path, redundancy=2)
-    assert "1 escalated (no majority)" in result.output
+    assert "items 1 escalated (no majority)" in result.output
     assert item_row(bot.db, "t1") == ("escalated", 0, 2)  # a tie is not a final answer
     assert item_row(bot.db, "t2") == ("open", 0, 1)  # one label + A's lease: nothing to hand out, not done
 
@@ -251,6 +251,10 @@ def test_lowering_redundancy_escalates_ties_and_remembers_leases(bot, tmp_path):
     update_spec(bot.db, tmp_path, redundancy=3)
     assert item_row(bot.db, "t2") == ("open", 1, 2)
     assert item_row(bot.db, "t1") == ("escalated", 0, 2)
+    # Recomputing again (after an interrupted update) changes nothing.
+    result = run_cli(bot.db, "project", "rebalance", "intents")
+    assert result.exit_code == 0 and "no item changed status" in result.output
+    assert item_row(bot.db, "t2") == ("open", 1, 2)
 
 
 # ------------------------------------------------------------------------------------------------

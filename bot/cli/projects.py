@@ -69,12 +69,37 @@ def project_create(spec_file: str, team: str | None) -> None:
 @friendly
 def project_update(spec_file: str) -> None:
     """Apply a changed YAML spec to an existing project."""
+    from bot.services.completion import rebalance_in_chunks
     from bot.services.projects import update_project
 
     spec = load_spec(spec_file)
-    with open_db().session() as s:
-        p, changes = update_project(s, spec, SystemClock().now())
-        click.echo(f"Updated project {p.slug!r}: " + ("; ".join(changes) if changes else "no change") + ".")
+    database = open_db()
+    with database.session() as s:
+        p, changes = update_project(s, spec, SystemClock().now(), rebalance_items=False)
+        old_redundancy = next((c for c in changes if c.startswith("redundancy:")), None)
+        project_id, slug = p.id, p.slug
+    click.echo(f"Updated project {slug!r}: " + ("; ".join(changes) if changes else "no change") + ".")
+    if old_redundancy:
+        # Each item's slots and completion, recomputed a chunk of items per short transaction.
+        done = rebalance_in_chunks(database, project_id, spec, SystemClock().now())
+        click.echo(f"Applied the new redundancy: items {done.describe()}.")
+
+
+@project.command("rebalance")
+@click.argument("slug")
+@friendly
+def project_rebalance(slug: str) -> None:
+    """Recompute every unsettled item's slots and completion from its labels and open leases (after an
+    interrupted `project update`; safe to run any time)."""
+    from bot.services.completion import rebalance_in_chunks
+    from bot.services.projects import get_project, spec_of
+
+    database = open_db()
+    with database.read() as s:
+        p = get_project(s, slug)
+        project_id, spec = p.id, spec_of(p)
+    done = rebalance_in_chunks(database, project_id, spec, SystemClock().now())
+    click.echo(f"Rebalanced {slug!r}: items {done.describe()}.")
 
 
 @project.command("list")

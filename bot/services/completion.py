@@ -11,11 +11,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.enums import AssignmentKind, AssignmentStatus, ItemStatus, TaskType
 from bot.spec import ProjectSpec
+from storage.db import Database
 from storage.models import Assignment, Item, Label, Project
 
 SETTLE_CHUNK = 1000
@@ -78,14 +79,16 @@ class Rebalanced:
         return ", ".join(parts) or "no item changed status"
 
 
-def rebalance(session: Session, project: Project, spec: ProjectSpec, now: datetime) -> Rebalanced:
-    """Apply `spec.redundancy` to every open or complete item of the project.
+def rebalance(session: Session, project: Project, spec: ProjectSpec, now: datetime,
+              ids: tuple[int, int] | None = None) -> Rebalanced:
+    """Apply `spec.redundancy` to the open and complete items of the project (those with ids in
+    `ids`, inclusive, when given).
 
     Slots are recomputed from what each item has, never shifted by the difference: redundancy minus its
     counting labels minus the leases still out (a lease returns its slot when it expires, so forgetting
     it would hand the item out once too often later). An item that reaches the new redundancy gets the
     same completion and majority check as after an answer: a 1:1 tie is escalated, not complete.
-    Escalated and resolved items stay settled."""
+    Escalated and resolved items stay settled. Idempotent: it reads only the current state."""
     result = Rebalanced()
     leases = (
         select(func.count())
@@ -98,34 +101,67 @@ def rebalance(session: Session, project: Project, spec: ProjectSpec, now: dateti
         .scalar_subquery()
     )
     wanted = spec.redundancy - Item.labels_done - leases
-    unsettled = (Item.project_id == project.id, Item.status.in_([ItemStatus.OPEN, ItemStatus.COMPLETE]))
+    mine = [Item.project_id == project.id]
+    if ids is not None:
+        mine += [Item.id >= ids[0], Item.id <= ids[1]]
     session.execute(
-        update(Item).where(*unsettled).values(slots=case((wanted > 0, wanted), else_=0), updated_at=now)
+        update(Item).where(*mine, Item.status.in_([ItemStatus.OPEN, ItemStatus.COMPLETE]))
+        .values(slots=case((wanted > 0, wanted), else_=0), updated_at=now)
         .execution_options(synchronize_session=False)
     )
     reopened = session.execute(
         update(Item)
-        .where(Item.project_id == project.id, Item.status == ItemStatus.COMPLETE, Item.labels_done < spec.redundancy)
+        .where(*mine, Item.status == ItemStatus.COMPLETE, Item.labels_done < spec.redundancy)
         .values(status=ItemStatus.OPEN.value)
         .execution_options(synchronize_session=False)
     )
     result.reopened = int(reopened.rowcount or 0)
-    # Open items that now have their labels: complete, or escalated without a majority (in chunks).
-    due = and_(Item.project_id == project.id, Item.status == ItemStatus.OPEN, Item.labels_done >= spec.redundancy)
+    # Open items that now have their labels: complete, or escalated without a majority (in chunks,
+    # written with one executemany per chunk).
+    due = and_(*mine, Item.status == ItemStatus.OPEN, Item.labels_done >= spec.redundancy)
+    table = Item.__table__
+    settle_stmt = (
+        update(table).where(table.c.id == bindparam("item"))
+        .values(status=bindparam("new_status"), escalation_reason=bindparam("reason"), updated_at=now)
+    )
     last = 0
     while True:
-        items = list(session.scalars(
-            select(Item).where(due, Item.id > last).order_by(Item.id).limit(SETTLE_CHUNK)
-        ))
-        if not items:
+        found = list(session.scalars(select(Item.id).where(due, Item.id > last).order_by(Item.id).limit(SETTLE_CHUNK)))
+        if not found:
             break
-        keys = counting_keys(session, [i.id for i in items])
-        for item in items:
-            if settle(spec, item, keys[item.id]):
+        keys = counting_keys(session, found)
+        rows = []
+        for item_id in found:
+            tie = spec.escalation.on_no_majority and not has_majority(spec.task, keys[item_id])
+            rows.append({"item": item_id, "new_status": (ItemStatus.ESCALATED if tie else ItemStatus.COMPLETE).value,
+                         "reason": NO_MAJORITY if tie else None})
+            if tie:
                 result.escalated += 1
             else:
                 result.completed += 1
-            item.updated_at = now
-        last = items[-1].id
-        session.flush()
+        session.connection().execute(settle_stmt, rows)
+        last = found[-1]
     return result
+
+
+def rebalance_in_chunks(db: Database, project_id: int, spec: ProjectSpec, now: datetime,
+                        chunk: int = 2000) -> Rebalanced:
+    """`rebalance` over the whole project, a range of item ids per short transaction, so that a big
+    project's update never holds the write lock (SQLite) or its items' rows (PostgreSQL) for long: the
+    bot keeps answering in between, and every chunk reads the state as it is then. Safe to run again
+    (`labelbot project rebalance`) after an interruption."""
+    total = Rebalanced()
+    last = 0
+    while True:
+        with db.session() as s:
+            project = s.get(Project, project_id)
+            assert project is not None
+            ids = list(s.scalars(select(Item.id).where(Item.project_id == project_id, Item.id > last)
+                                 .order_by(Item.id).limit(chunk)))
+            if not ids:
+                return total
+            part = rebalance(s, project, spec, now, (ids[0], ids[-1]))
+        total.reopened += part.reopened
+        total.completed += part.completed
+        total.escalated += part.escalated
+        last = ids[-1]

@@ -66,8 +66,13 @@ def create_project(session: Session, spec: ProjectSpec, team_id: str, now: datet
     return project
 
 
-def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[Project, list[str]]:
-    """Apply a changed spec; returns the project and a list of human-readable changes."""
+def update_project(session: Session, spec: ProjectSpec, now: datetime, *,
+                   rebalance_items: bool = True) -> tuple[Project, list[str]]:
+    """Apply a changed spec; returns the project and a list of human-readable changes.
+
+    A new redundancy is applied to the items in this unit of work (`rebalance_items`); the CLI passes
+    False and applies it with `bot.services.completion.rebalance_in_chunks` after this commits, so a big
+    project never holds the write lock for long."""
     project = get_project(session, spec.slug)
     old = spec_of(project)
     n_items = session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project.id))
@@ -89,7 +94,7 @@ def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[
     project.spec = spec.model_dump(mode="json")
     project.name = spec.name
     project.updated_at = now
-    if spec.redundancy != old.redundancy:
+    if spec.redundancy != old.redundancy and rebalance_items:
         # Recomputed from each item's counting labels and open leases, and settled (or escalated on a
         # tie) when it has enough: never shifted by the difference and clamped.
         changes.append(f"items: {rebalance(session, project, spec, now).describe()}")
