@@ -56,7 +56,7 @@ def main() -> None:
                     member = ensure_member(s, project, "U0FAST", now)
                     task = next_task(s, project, member, now, db.dialect, resume=False)
                     record_answer(s, team_id="T0", user_id="U0FAST", assignment_id=task.assignment_id,
-                                  action="choose", value=0, now=now)
+                                  action="choose", value="a", now=now)
                 times.append((time.perf_counter() - t0) * 1000)
                 done += 1
             tail = times[-50:]

@@ -36,7 +36,10 @@ class _NoTokenSkippedWarning(logging.Filter):
 
 logging.getLogger("slack_bolt.App").addFilter(_NoTokenSkippedWarning())
 
-USER_ERROR_MESSAGE = ":warning: Something went wrong on our side; nothing you did was lost. Please try again."
+# Honest: a failure inside a click's unit of work rolls the answer back. Trying again is safe (an answer
+# already saved is never recorded twice).
+USER_ERROR_MESSAGE = (":warning: Something went wrong on our side, so your last action may not have been saved. "
+                      "Please try again.")
 
 
 def build_deps(settings: Settings, *, clock: Clock | None = None, db: Database | None = None,

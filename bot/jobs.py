@@ -10,18 +10,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from bot.blocks.guidelines import notice_message
 from bot.blocks.labeling import expired_message
 from bot.core import logctx
 from bot.deps import Deps
-from bot.services import drafting, images, reminders, reports, webhooks
+from bot.services import drafting, events, images, reminders, reports, webhooks
 from bot.services.guidelines import notices
 from bot.services.labeling import expire_leases
 from bot.services.projects import list_projects, spec_of
 from bot.services.reports.live import post_new_alerts
-from storage.locks import once_per_period
+from storage.locks import once_per_period, prune_job_locks
+
+KEEP_JOB_LOCKS = timedelta(days=35)  # longer than any job's period (the longest is a day today)
 
 
 def prefetch_drafts(deps: Deps) -> None:
@@ -119,6 +122,15 @@ def guideline_notices(deps: Deps) -> None:
     send_guideline_notices(deps)
 
 
+def prune_bookkeeping(deps: Deps) -> None:
+    """Daily, forget Events API deliveries older than a day (Slack stops retrying after minutes) and job
+    locks of periods long over, so that neither table grows forever (once a day across replicas)."""
+    now = deps.clock.now()
+    if once_per_period(deps.db, "prune-bookkeeping", now.strftime("%Y-%m-%d"), now):
+        events.prune_events(deps.db, now)
+        prune_job_locks(deps.db, now - KEEP_JOB_LOCKS)
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -140,4 +152,5 @@ JOBS: tuple[Job, ...] = (
     Job("guidelines.notices", guideline_notices, {"seconds": 30}, at_start=True),
     Job("reminders", send_reminders, {"minutes": 1}, at_start=True),
     Job("alerts", post_alerts, {"minutes": 1}),
+    Job("prune_bookkeeping", prune_bookkeeping, {"hours": 1}, at_start=True),
 )

@@ -61,13 +61,12 @@ class LabelingHandlers:
             return
         self.out.show_start(client, team, user, result, respond)
 
-    def answering(self, verb: str, *, need_index: bool = False) -> Listener:
+    def answering(self, verb: str) -> Listener:
         """A listener that records `verb` for the clicked assignment, then acks and shows what is next."""
 
         def listener(ack: Any, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
             try:
-                aid, index = payloads.button_value(payloads.chosen_value(action), need_index=need_index)
-                value = ("indices", payloads.checked_indices(body)) if verb == "edit" else index
+                aid, value = payloads.answer_of(verb, action, body)
                 done = flow.answer(self.deps.db, self.deps.clock.now(), payloads.team_of(body),
                                    payloads.user_of(body), aid, verb, value)
             except LabelbotError as err:
@@ -95,8 +94,8 @@ class LabelingHandlers:
             return
         if editor is not None:
             meta = payloads.edit_metadata(aid, editor.mode, body)
-            client.views_open(trigger_id=body["trigger_id"], view=ui.edit_modal(editor.task, editor.mode,
-                                                                                 editor.initial, meta))
+            view = ui.edit_modal(editor.task, editor.mode, editor.initial, meta, note=editor.note)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
 
     def on_edit_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         try:
@@ -155,8 +154,8 @@ class LabelingHandlers:
 def register(app: App, deps: Deps) -> None:
     h = LabelingHandlers(deps)
     app.command("/label")(h.on_command)
-    app.action(CHOOSE_RE)(h.answering("choose", need_index=True))
-    app.action(Action.SELECT)(h.answering("choose", need_index=True))
+    app.action(CHOOSE_RE)(h.answering("choose"))
+    app.action(Action.SELECT)(h.answering("choose"))
     app.action(Action.ACCEPT)(h.answering("accept"))
     app.action(Action.SKIP)(h.answering("skip"))
     app.action(Action.AMBIGUOUS)(h.answering("ambiguous"))

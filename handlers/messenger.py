@@ -13,7 +13,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.blocks import labeling as ui
 from bot.blocks.payloads import clicked_message, team_of, user_of
-from bot.core.types import Answered, QuizFinished, ShowTask, Start, Suspended, Task
+from bot.core.types import Answered, QuizFinished, ShowTask, Start, Task
 from bot.deps import Deps
 from bot.services.labeling import flow
 
@@ -103,10 +103,6 @@ class Messenger:
         elif isinstance(nxt, QuizFinished):
             text, blocks = ui.quiz_end_message(nxt.feedback, nxt.summary, nxt.slug)
             client.chat_postMessage(channel=self.dm(client, team, user), text=text, blocks=blocks)
-        elif isinstance(nxt, Suspended):
-            reason = ui.paused_reason(nxt.reason)
-            client.chat_postMessage(channel=self.dm(client, team, user), text=reason,
-                                    blocks=ui.quiz_offer(nxt.slug, nxt.name, reason))
         elif nxt is not None:
             done_text, done_blocks = ui.start_message(nxt)
             client.chat_postMessage(channel=self.dm(client, team, user), text=done_text, blocks=done_blocks)

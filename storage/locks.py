@@ -10,7 +10,7 @@ import socket
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
@@ -30,6 +30,18 @@ def once_per_period(db: Database, name: str, period: str, now: datetime) -> bool
     except IntegrityError:
         return False
     return True
+
+
+def prune_job_locks(db: Database, before: datetime, batch: int = 5000) -> int:
+    """Delete job locks created before `before` (their periods are over), in batches; returns how many."""
+    removed = 0
+    while True:
+        with db.session() as s:
+            ids = s.scalars(select(JobLock.id).where(JobLock.created_at < before).limit(batch)).all()
+            if not ids:
+                return removed
+            s.execute(delete(JobLock).where(JobLock.id.in_(ids)))
+            removed += len(ids)
 
 
 def _lock_key(name: str) -> int:

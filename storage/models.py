@@ -132,6 +132,10 @@ class Member(Base):
     state_reason: Mapped[str | None] = mapped_column(Text)
     qualified_at: Mapped[datetime | None]
     suspended_at: Mapped[datetime | None]
+    # Who paused the member: "checks" (hidden checks; a retake after the cooldown lifts it) or "lead"
+    # (only a lead reinstates), and their name (the lead's CLI user or Slack id).
+    suspension: Mapped[str | None] = mapped_column(String(16))
+    suspended_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
 
     @property
@@ -309,7 +313,12 @@ class Label(Base):
 
 class QuizAttempt(Base):
     __tablename__ = "quiz_attempts"
-    __table_args__ = (Index("ix_quiz_attempts_member", "member_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_quiz_attempts_member", "member_id", "started_at"),
+        # At most one running attempt per member (a double click on "Take quiz" must not start two).
+        Index("uq_quiz_attempts_running", "member_id", unique=True,
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
+    )
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
@@ -419,10 +428,14 @@ class GuidelineNotice(Base):
 
 
 class ProcessedEvent(Base):
-    """Events API deliveries already handled (Slack retries them up to 3 times)."""
+    """Events API deliveries (Slack retries them up to 3 times): "claimed" while one replica handles
+    it, "done" once it succeeded. A failed handling removes its claim, so Slack's retry is handled;
+    rows are pruned after a day (`bot.jobs.prune_bookkeeping`)."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_created", "created_at"),)
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="done", server_default=text("'done'"))
     created_at: Mapped[datetime]
 
 
@@ -458,10 +471,11 @@ class WebhookDelivery(Base):
 
 
 class JobLock(Base):
-    """One row per scheduled job and period: replicas race to insert it, one wins."""
+    """One row per scheduled job and period: replicas race to insert it, one wins. Pruned once the
+    period is long past (`bot.jobs.prune_bookkeeping`)."""
 
     __tablename__ = "job_locks"
-    __table_args__ = (UniqueConstraint("name", "period"),)
+    __table_args__ = (UniqueConstraint("name", "period"), Index("ix_job_locks_created", "created_at"))
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     period: Mapped[str] = mapped_column(String(64))
@@ -518,3 +532,43 @@ class PostedAlert(Base):
     posted_at: Mapped[datetime]
     last_seen: Mapped[datetime]
     cleared_at: Mapped[datetime | None]
+class ImportRun(Base):
+    """One `labelbot import` of a file: its rows are checked first, staged (`ImportRow`) in short
+    transactions, then published into `items` in short transactions. Nothing staged is visible; a
+    run is "staging" until every row is checked and staged, then "publishing" (from then on it
+    completes, even after a crash: the next import of the project finishes it), then "done".
+    One run at a time per project."""
+
+    __tablename__ = "import_runs"
+    __table_args__ = (
+        Index("uq_import_runs_active", "project_id", unique=True,
+              sqlite_where=text("state IN ('staging', 'publishing')"),
+              postgresql_where=text("state IN ('staging', 'publishing')")),
+    )
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1000))
+    state: Mapped[str] = mapped_column(String(16))  # staging | publishing | done | abandoned
+    owner: Mapped[str] = mapped_column(String(200))  # host:pid of the importing process
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]  # wall clock, renewed with every chunk: a stale run is a dead one
+    finished_at: Mapped[datetime | None]
+
+
+class ImportRow(Base):
+    """A checked row of a run, waiting to be published: a new item (`item_id` null) or new text and
+    metadata for an existing item (`--update`)."""
+
+    __tablename__ = "import_rows"
+    __table_args__ = (Index("ix_import_rows_run", "run_id", "id"),)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -25,7 +25,7 @@ def test_claim_tiers_serve_past_a_members_own_history(database, clock, monkeypat
             member = ensure_member(s, project, uid, clock.now())
             task = next_task(s, project, member, clock.now(), database.dialect)
             record_answer(s, team_id="T0TEST", user_id=uid, assignment_id=task.assignment_id, action="choose",
-                          value=0, now=clock.now())
+                          value="billing", now=clock.now())
             return task.item_external_id
 
     fast = [serve_and_answer("U0FAST") for _ in range(6)]

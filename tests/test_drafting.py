@@ -517,6 +517,6 @@ def test_scheduler_has_the_prefetch_job_only_when_drafting_is_on(env: Env) -> No
     assert jobs["drafting.prefetch"].trigger.interval.total_seconds() == drafting.PREFETCH_INTERVAL_SECONDS
     # (no Slack client in these deps: no image uploads)
     assert set(jobs) == {"drafting.prefetch", "reports.daily", "expire_leases", "low_confidence", "webhooks.deliver",
-                         "guidelines.notices", "reminders", "alerts"}
+                         "guidelines.notices", "reminders", "alerts", "prune_bookkeeping"}
     off = build_scheduler(Deps(settings=Settings(), db=env.db, drafter=None))
     assert "drafting.prefetch" not in {job.id for job in off.get_jobs()}

@@ -146,8 +146,8 @@ def test_forged_button_values_are_refused(bot):
     ann = bot.user("U0ANN")
     ann.command("/label")
     msg = bot.fake.wait_for(lambda: bot.fake.last_message(ann.dm))
-    aid = msg["blocks"][3]["elements"][0]["value"].split(":")[0]
-    forged = [("label.ambiguous", "DROP TABLE"), ("label.choose:0", aid), ("label.choose:0", f"{aid}:99"),
+    aid, _, version = msg["blocks"][3]["elements"][0]["value"].split(":")
+    forged = [("label.ambiguous", "DROP TABLE"), ("label.choose:0", aid), ("label.choose:0", f"{aid}:99:{version}"),
               ("label.skip", "999999")]
     for action_id, value in forged:
         assert ann.click(msg, action_id, value=value).status == 200

@@ -22,6 +22,7 @@ from bot.blocks.text import (
     cut,
     fallback_text,
     header,
+    mention,
     option,
     plain,
     safe_mrkdwn,
@@ -40,7 +41,7 @@ from bot.core.types import (
     Suspended,
     Task,
 )
-from bot.core.values import display
+from bot.core.values import display, labels_version
 
 TEXT_PREVIEW = 2900
 MAX_BUTTON_LABELS = 15  # up to this many labels show as buttons (in rows); more as a menu
@@ -155,16 +156,22 @@ def _crowd_blocks(task: Task) -> list[dict[str, Any]]:
                            SECTION_TEXT_MAX), Block.CROWD)]
 
 
+def label_value(assignment_id: int, index: int | None, names: list[str]) -> str:
+    """A label button's (or menu option's) value: "<assignment>:<position>:<label list version>". The
+    position is read against the list the message was built from, never against a newer one."""
+    return f"{assignment_id}:{'' if index is None else index}:{labels_version(names)}"
+
+
 def _choice_blocks(task: Task) -> list[dict[str, Any]]:
-    aid = str(task.assignment_id)
     names = [name for name, _ in task.labels]
+    aid = task.assignment_id
     if task.task is TaskType.CLASSIFICATION:
         if len(names) <= MAX_BUTTON_LABELS:
             elements = []
             for i, name in enumerate(names):
                 drafted = task.draft_value == name
                 text = f"✓ {name}" if drafted else name
-                elements.append(button(cut(text, BUTTON_TEXT_MAX), choose_id(i), f"{aid}:{i}",
+                elements.append(button(cut(text, BUTTON_TEXT_MAX), choose_id(i), label_value(aid, i, names),
                                        "primary" if drafted else None))
             return [{"type": "actions", "block_id": Block.CHOICES if r == 0 else f"{Block.CHOICES}.{r + 1}",
                      "elements": row} for r, row in enumerate(button_rows(elements))]
@@ -172,11 +179,11 @@ def _choice_blocks(task: Task) -> list[dict[str, Any]]:
             "type": "static_select",
             "action_id": Action.SELECT,
             "placeholder": plain("Choose a label", 150),
-            "options": [option(name, f"{aid}:{i}") for i, name in enumerate(names[:100])],
+            "options": [option(name, label_value(aid, i, names)) for i, name in enumerate(names[:100])],
         }
         if task.draft_value in names:
             i = names.index(task.draft_value)
-            select["initial_option"] = option(names[i], f"{aid}:{i}")
+            select["initial_option"] = option(names[i], label_value(aid, i, names))
         return [{"type": "actions", "block_id": Block.CHOICES, "elements": [select]}]
     if task.task is TaskType.MULTILABEL:
         checks: dict[str, Any] = {
@@ -207,7 +214,9 @@ def _control_blocks(task: Task) -> list[dict[str, Any]]:
     if drafted:
         elements.append(button("Accept", Action.ACCEPT, aid, "primary"))
     if task.task is TaskType.MULTILABEL:
-        elements.append(button("Submit checks", Action.SUBMIT, aid, None if drafted else "primary"))
+        names = [name for name, _ in task.labels]
+        elements.append(button("Submit checks", Action.SUBMIT, label_value(task.assignment_id, None, names),
+                               None if drafted else "primary"))
     if task.task in (TaskType.SPANS, TaskType.REWRITE):
         if drafted:
             elements.append(button("Edit", Action.EDIT, aid))
@@ -328,7 +337,28 @@ def quiz_offer(project_slug: str, project_name: str, reason: str = "") -> list[d
 
 
 def paused_reason(reason: str) -> str:
+    """The reason (hidden checks' numbers or a lead's typed words) as escaped mrkdwn."""
+    reason = safe_mrkdwn(reason.rstrip("."), 1000)
     return f"Your labels on this project are paused: {reason}." if reason else ""
+
+
+def suspended_message(result: Suspended) -> tuple[str, list[dict[str, Any]]]:
+    """Paused: by a lead (only a lead lifts it: no quiz offered), or by the hidden checks (the quiz
+    again, from when the cooldown allows)."""
+    name = safe_mrkdwn(result.name, 200)
+    if result.by_lead:
+        who = ", ".join(mention(u) for u in result.leads[:10]) or "a project lead"
+        why = f": {safe_mrkdwn(result.reason.rstrip('.'), 1000)}" if result.reason else ""
+        text = f":no_entry: A lead paused your labels on *{name}*{why}. Only a lead can lift the pause; ask {who}."
+        return "Your labels are paused by a lead", [
+            section_md(text, "lb.paused"),
+            {"type": "actions", "block_id": "lb.paused_buttons",
+             "elements": [button("Guidelines", Action.GUIDELINES, result.slug)]},
+        ]
+    reason = paused_reason(result.reason)
+    if result.retake_at is not None:
+        reason += f" You can retake the quiz from {result.retake_at:%Y-%m-%d %H:%M} UTC."
+    return "Your labels are paused", quiz_offer(result.slug, result.name, reason.strip())
 
 
 def start_message(result: ChooseProject | NotMember | QuizOffer | Suspended | QueueDone
@@ -341,7 +371,7 @@ def start_message(result: ChooseProject | NotMember | QuizOffer | Suspended | Qu
     if isinstance(result, QuizOffer):
         return "Take the quiz first", quiz_offer(result.slug, result.name)
     if isinstance(result, Suspended):
-        return "Your labels are paused", quiz_offer(result.slug, result.name, paused_reason(result.reason))
+        return suspended_message(result)
     return done_message(result.name, result.done_today, busy=result.busy, slug=result.slug)
 
 
@@ -384,8 +414,10 @@ def stats_blocks(stats: list[Any]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ modals
 
 
-def edit_modal(task: Task, mode: str, initial: str, meta: dict[str, Any], error: str | None = None) -> dict[str, Any]:
-    """Edit (pre-filled with the draft) or Reject (empty) for spans and rewrites."""
+def edit_modal(task: Task, mode: str, initial: str, meta: dict[str, Any], error: str | None = None,
+               note: str = "") -> dict[str, Any]:
+    """Edit (pre-filled with the draft) or Reject (empty) for spans and rewrites. The pre-filled text
+    is never cut (`initial` fits the box: the service makes sure)."""
     if task.task is TaskType.SPANS:
         hint = ("Mark each span as [surface text](LABEL). Keep every other character as it is. "
                 "Labels: " + ", ".join(name for name, _ in task.labels))
@@ -399,9 +431,11 @@ def edit_modal(task: Task, mode: str, initial: str, meta: dict[str, Any], error:
         "multiline": True,
         "max_length": 3000,
     }
-    if initial:
-        element["initial_value"] = initial[:3000]
+    if initial and len(initial) <= 3000:
+        element["initial_value"] = initial
     blocks: list[dict[str, Any]] = []
+    if note:
+        blocks.append(context_md(safe_mrkdwn(note, 500)))
     if task.task is TaskType.REWRITE:
         blocks.append(context_md("*Original:*"))
         blocks.append(section_plain(cut(task.text, TEXT_PREVIEW), "lb.original"))

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.blocks.ids import Action, Block
 from bot.core.errors import LabelbotError, Refused
+from bot.core.types import LabelChoice
 
 NOT_OURS = "That button is not one of ours, so nothing was recorded."
 
@@ -32,11 +33,32 @@ def user_of(body: dict[str, Any]) -> str:
 
 
 def button_value(value: str | None, *, need_index: bool = False) -> tuple[int, int | None]:
-    """Button values are "<assignment id>" or "<assignment id>:<label index>"."""
+    """Button values are "<assignment id>" or "<assignment id>:<label index>[:<label list version>]"."""
     head, _, tail = (value or "").partition(":")
-    if not head.isdigit() or (tail and not tail.isdigit()) or (need_index and not tail):
+    index = tail.partition(":")[0]
+    if not head.isdigit() or (index and not index.isdigit()) or (need_index and not index):
         raise Refused(NOT_OURS)
-    return int(head), int(tail) if tail else None
+    return int(head), int(index) if index else None
+
+
+def _version_of(value: str | None) -> str | None:
+    """The label list version a label button carries (None for buttons made before versions existed)."""
+    parts = (value or "").split(":")
+    version = parts[2] if len(parts) == 3 else ""
+    return version if version and all(c in "0123456789abcdef" for c in version) else None
+
+
+def answer_of(verb: str, action: dict[str, Any], body: dict[str, Any]) -> tuple[int, LabelChoice | None]:
+    """What a click answers: (assignment id, the labels picked). A label button or menu option carries
+    one position ("choose"); Submit carries the version of the ticked checkboxes' list ("edit")."""
+    raw = chosen_value(action)
+    aid, index = button_value(raw, need_index=verb == "choose")
+    if verb == "choose":
+        assert index is not None
+        return aid, LabelChoice((index,), _version_of(raw))
+    if verb == "edit":
+        return aid, LabelChoice(tuple(checked_indices(body)), _version_of(raw), many=True)
+    return aid, None
 
 
 def chosen_value(action: dict[str, Any]) -> str:

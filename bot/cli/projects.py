@@ -80,13 +80,38 @@ def _warn_gold_pool(session: object, project: object, spec: object) -> None:
 @friendly
 def project_update(spec_file: str) -> None:
     """Apply a changed YAML spec to an existing project."""
+    from bot.services.completion import rebalance_in_chunks
     from bot.services.projects import update_project
 
     spec = load_spec(spec_file)
-    with open_db().session() as s:
-        p, changes = update_project(s, spec, SystemClock().now())
-        click.echo(f"Updated project {p.slug!r}: " + ("; ".join(changes) if changes else "no change") + ".")
+    database = open_db()
+    with database.session() as s:
+        p, changes = update_project(s, spec, SystemClock().now(), rebalance_items=False)
+        old_redundancy = next((c for c in changes if c.startswith("redundancy:")), None)
+        project_id, slug = p.id, p.slug
         _warn_gold_pool(s, p, spec)
+    click.echo(f"Updated project {slug!r}: " + ("; ".join(changes) if changes else "no change") + ".")
+    if old_redundancy:
+        # Each item's slots and completion, recomputed a chunk of items per short transaction.
+        done = rebalance_in_chunks(database, project_id, spec, SystemClock().now())
+        click.echo(f"Applied the new redundancy: items {done.describe()}.")
+
+
+@project.command("rebalance")
+@click.argument("slug")
+@friendly
+def project_rebalance(slug: str) -> None:
+    """Recompute every unsettled item's slots and completion from its labels and open leases (after an
+    interrupted `project update`; safe to run any time)."""
+    from bot.services.completion import rebalance_in_chunks
+    from bot.services.projects import get_project, spec_of
+
+    database = open_db()
+    with database.read() as s:
+        p = get_project(s, slug)
+        project_id, spec = p.id, spec_of(p)
+    done = rebalance_in_chunks(database, project_id, spec, SystemClock().now())
+    click.echo(f"Rebalanced {slug!r}: items {done.describe()}.")
 
 
 @project.command("list")
@@ -244,6 +269,15 @@ def gold_promote(slug: str, from_experts: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------- members
+def _operator() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in this environment
+        return "cli"
+
+
 class _DefaultGroup(click.Group):
     """A group whose first argument, when it is not a subcommand, goes to `default` (`labelbot member SLUG
     USER` sets a member, `labelbot member list SLUG` lists them)."""
@@ -269,12 +303,17 @@ def member() -> None:
 @click.argument("slug")
 @click.argument("user")
 @click.option("--tier", type=click.Choice(["crowd", "expert", "lead"]))
-@click.option("--suspend", is_flag=True)
-@click.option("--reinstate", is_flag=True)
-@click.option("--reason")
+@click.option("--suspend", is_flag=True, help="Pause their labels (and a lead's rights) until --reinstate.")
+@click.option("--reinstate", is_flag=True, help="Lift a pause (a lead's pause can only be lifted this way).")
+@click.option("--reason", help="Why; shown to the member.")
+@click.option("--by", "by", help="Who is acting, recorded with a suspension (default: cli:<your user name>).")
 @friendly
-def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None) -> None:
-    """Change a member's tier or suspend / reinstate them. USER is a Slack member id (U0123ABCD)."""
+def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate: bool, reason: str | None,
+               by: str | None) -> None:
+    """Change a member's tier or suspend / reinstate them.
+
+    A member paused here cannot lift the pause by retaking the quiz (one paused by the hidden checks
+    can, after the quiz cooldown); a paused lead has no lead rights."""
     from bot.core.enums import Tier
     from bot.services.projects import check_member_id, get_project, set_member
 
@@ -283,7 +322,7 @@ def member_cmd(slug: str, user: str, tier: str | None, suspend: bool, reinstate:
         p = get_project(s, slug)
         change = set_member(
             s, p, user, SystemClock().now(), tier=Tier(tier) if tier else None,
-            suspend=suspend, reinstate=reinstate, reason=reason,
+            suspend=suspend, reinstate=reinstate, reason=reason, by=by or _operator(),
         )
         click.echo(f"{user} in {slug}: {change.description} (tier {change.member.tier}, {change.member.state}).")
 

@@ -24,6 +24,14 @@ class MemberState(StrEnum):
     SUSPENDED = "suspended"
 
 
+class Suspension(StrEnum):
+    """Who paused a member: their hidden checks (a quiz retake after the cooldown lifts it) or a lead
+    (only a lead's `labelbot member --reinstate` does)."""
+
+    CHECKS = "checks"
+    LEAD = "lead"
+
+
 class ItemStatus(StrEnum):
     OPEN = "open"  # needs more crowd labels
     COMPLETE = "complete"  # has its labels; aggregation settles it

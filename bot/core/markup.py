@@ -7,6 +7,10 @@ Escaping: a backslash makes the next ``\ [ ] ( )`` literal. `render` writes ``\\
 parentheses and keeps a backslash before any other character as a backslash.
 Spans can't nest or overlap. Offsets are Python string indices (code points), end exclusive.
 Positions in error messages are 1-based characters.
+
+Line breaks: Slack's input box hands back every line break as LF. `render_for_input` writes the text
+that way (CRLF and a lone CR become LF), and `parse` accepts it for an item whose text has CRLF or CR,
+mapping the spans back to offsets in the item's own text.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 
 from bot.core.errors import LabelbotError
 
-__all__ = ["MarkupError", "describe", "parse", "render"]
+__all__ = ["EDIT_BOX_MAX", "MarkupError", "describe", "parse", "render", "render_for_input"]
+
+EDIT_BOX_MAX = 3000  # Slack's plain_text_input holds at most 3,000 characters
 
 _ESCAPABLE = "\\[]()"
 _TEXT_SPECIAL = "\\[]"
@@ -66,6 +72,38 @@ def render(text: str, spans: Iterable[Mapping[str, Any]]) -> str:
         position = end
     parts.append(_escape(text[position:], _TEXT_SPECIAL))
     return "".join(parts)
+
+
+def _lf(text: str) -> tuple[str, list[int]]:
+    """`text` with CRLF and lone CR as LF, and for each of its positions (and its end) the position in
+    `text`."""
+    out: list[str] = []
+    back: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        back.append(i)
+        if text[i] == "\r":
+            out.append("\n")
+            i += 2 if i + 1 < n and text[i + 1] == "\n" else 1
+            continue
+        out.append(text[i])
+        i += 1
+    back.append(n)
+    return "".join(out), back
+
+
+def render_for_input(text: str, spans: Iterable[Mapping[str, Any]]) -> str:
+    """`render` for Slack's input box: line breaks as LF (what the box gives back), spans moved along."""
+    if "\r" not in text:
+        return render(text, spans)
+    lf, back = _lf(text)
+    forward = {original: j for j, original in enumerate(back)}
+    moved = []
+    for start, end, label in _checked(text, spans):
+        s, e = forward.get(start), forward.get(end)
+        if s is not None and e is not None and s < e:  # a span boundary inside a CRLF pair is dropped
+            moved.append({"start": s, "end": e, "label": label})
+    return render(lf, moved)
 
 
 def _show(ch: str | None, end_name: str) -> str:
@@ -168,9 +206,14 @@ def parse(markup: str, text: str, allowed_labels: Iterable[str]) -> list[dict[st
             open_at,
         )
     found = "".join(plain)
-    if found != text:
-        raise _text_mismatch(found, text)
-    return spans
+    if found == text:
+        return spans
+    if "\r" in text:  # the box turned the item's CRLF (or CR) into LF: map the spans back
+        lf, back = _lf(text)
+        if found == lf:
+            return [{"start": back[sp["start"]], "end": back[sp["end"]], "label": sp["label"]} for sp in spans]
+        raise _text_mismatch(found, lf)
+    raise _text_mismatch(found, text)
 
 
 def _read_label(markup: str, close: int, open_at: int) -> tuple[str, int]:

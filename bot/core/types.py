@@ -9,6 +9,16 @@ from typing import Any
 from bot.core.enums import TaskType
 
 
+@dataclass(frozen=True)
+class LabelChoice:
+    """Labels picked by their positions in the label list a message was built from; `version`
+    (`bot.core.values.labels_version`) names that list, so a stale click can be told from a fresh one."""
+
+    indices: tuple[int, ...]
+    version: str | None
+    many: bool = False  # a multi-label set (a list) rather than one label
+
+
 @dataclass
 class Progress:
     done_today: int
@@ -121,11 +131,16 @@ class QuizOffer:
 
 @dataclass(frozen=True)
 class Suspended:
-    """The person's labels on this project are paused; `reason` says why (a retake may lift it)."""
+    """The person's labels on this project are paused; `reason` says why. A pause from the hidden
+    checks is lifted by passing the quiz again (from `retake_at`, None: now); a lead's pause only by a
+    lead (`by_lead`, who are `leads`)."""
 
     slug: str
     name: str
     reason: str
+    by_lead: bool = False
+    retake_at: datetime | None = None
+    leads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +188,7 @@ class Editor:
     task: Task
     mode: str  # "edit" | "reject" | "answer"
     initial: str
+    note: str = ""  # why the box is not pre-filled as usual (a draft too long for it)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ spans: [{"start": 0, "end": 5, "label": "LOC"}] (end exclusive, sorted)     rewr
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -56,6 +57,14 @@ def _unknown(values: Sequence[str], labels: Sequence[str], noun: str = "label") 
         return f"unknown {noun} {values[0]!r}{hints[0]}"
     named = ", ".join(f"{v!r}{h}" for v, h in zip(values, hints, strict=True))
     return f"unknown {noun} {named} (allowed: {', '.join(labels)})"
+
+
+def labels_version(names: Sequence[str]) -> str:
+    """A short fingerprint of a project's label list, in order. Label buttons carry positions in the
+    list their message was built from, with this fingerprint: a click made before a lead inserted,
+    removed or reordered labels is refused instead of landing on whatever label now sits there."""
+    data = "\x1f".join(names).encode("utf-8")
+    return hashlib.blake2b(data, digest_size=5, person=b"lb-labels").hexdigest()
 
 
 def canonical_key(value: Any) -> str:

@@ -7,6 +7,10 @@ SLACK_BOT_TOKEN or SLACK_CLIENT_ID/SLACK_CLIENT_SECRET, SLACK_API_URL...). LABEL
 scheduler out of this deployment (e.g. when a separate `labelbot serve --http` replica runs it; running
 it everywhere is safe too, every job is guarded by the database).
 
+Without SLACK_SIGNING_SECRET (or without a bot token / OAuth credentials) there is no application: the
+import fails with one line naming what is missing, and gunicorn stops ("App failed to load", exit 4)
+instead of serving requests it cannot verify.
+
 Each worker imports this module after the fork (gunicorn's default, no --preload) and builds its own
 runtime: migrations (serialized across processes), database pool, Bolt app, scheduler. With --preload
 the runtime is rebuilt in each worker on its first request, so no pool crosses a fork. The scheduler
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.config import Settings
+from bot.core.errors import ConfigError
 from bot.runtime import logs
 from bot.runtime.metrics import MULTIPROC_ENV
 from bot.runtime.server import Runtime, upgrade
@@ -82,10 +87,27 @@ def _migrate(settings: Settings) -> None:
         db.dispose()
 
 
+def refuse_to_start(reason: str) -> BaseException:
+    """The exception that stops a WSGI server with `reason` as its one line (no traceback).
+
+    gunicorn prints an `AppImportError`'s message as is and halts ("App failed to load", exit 4) rather
+    than respawning workers; other servers get a `SystemExit` carrying the same line."""
+    line = "labelbot: " + " ".join(reason.split())
+    try:
+        from gunicorn.errors import AppImportError
+    except ImportError:  # another WSGI server
+        return SystemExit(line)
+    return AppImportError(line)
+
+
 def create_application(settings: Settings | None = None) -> Application:
+    try:
+        settings = settings or Settings.from_env()
+        settings.require_for_serve(http=True)  # fail closed: never serve with a stand-in secret
+    except ConfigError as e:
+        raise refuse_to_start(str(e)) from None
     if not logs.is_configured():
         logs.configure()
-    settings = settings or Settings.from_env()
     if settings.metrics and not os.environ.get(MULTIPROC_ENV):
         log.warning("LABELBOT_METRICS=1 under an external WSGI server: with several workers set %s to an empty "
                     "directory shared by them, or each /metrics scrape shows one worker's counts", MULTIPROC_ENV)

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import random
+import secrets
 import shutil
 import threading
 import time
@@ -35,7 +36,8 @@ DEMO_DATA = Path(__file__).parent / "demo_data"
 DB_NAME = "labelbot-demo.db"
 TEAM = "T0DEMO"
 BOT_TOKEN = "xoxb-demo-not-a-real-token"
-SIGNING_SECRET = "demo-signing-secret"
+# The demo's app listens on 127.0.0.1: a fresh random secret per run, never a constant anyone could sign with.
+SIGNING_SECRET = secrets.token_hex(32)
 LEAD = "U0LEAD"
 DEMO_CHANNEL = "labeling"  # the report channel of the demo (alerts are posted there as they trip)
 REPORT_TEXT, REPORT_JSON, CHART = "report.txt", "report.json", "report.png"

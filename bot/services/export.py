@@ -30,7 +30,9 @@ counts, correct (score against gold for quiz and hidden checks), guideline_versi
 guidelines the answer was given under), created_at.
 
 Formats: ``jsonl`` (values as JSON), ``csv`` (a header row; lists and objects JSON-encoded in their
-cell, booleans true/false, empty cell for null), ``parquet`` (the same table as the CSV: nested
+cell, booleans true/false, empty cell for null; a text cell that a spreadsheet would read as a formula
+-- one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return -- gets a leading ``'``, as
+OWASP recommends against CSV injection, see `csv_cell`), ``parquet`` (the same table as the CSV: nested
 values -- multilabel and spans labels, meta -- are JSON text in string columns, so every task has the
 same schema; created_at is a UTC timestamp), ``openai`` (chat fine-tuning JSONL, final dataset only:
 system = instructions + labels + answer format, user = the input, assistant = the answer as the model
@@ -86,6 +88,7 @@ __all__ = [
     "bio_tags",
     "check_out",
     "count_export_rows",
+    "csv_cell",
     "default_filename",
     "export_project",
     "final_rows",
@@ -562,10 +565,19 @@ def _text_cell(v: Any) -> str | None:
     return json.dumps(v, ensure_ascii=False, default=_json_default)
 
 
-def _csv_cell(v: Any) -> str:
-    """A CSV cell that never becomes a formula in a spreadsheet (see `bot.core.values.csv_safe`)."""
-    text = _text_cell(v)
-    return "" if text is None else csv_safe(text)
+def csv_cell(value: Any) -> str:
+    """One CSV cell. Text that a spreadsheet would run as a formula (``=cmd|' /C calc'!A0``,
+    ``+SUM(..)``, ``@A1``...: it starts with = + - @, a tab or a carriage return) is neutralised with a
+    leading ``'`` (OWASP's advice on CSV injection; `bot.core.values.csv_safe`, which the importer
+    undoes, so an export imports again exactly). Numbers and booleans are written as they are (a number
+    is never a formula); JSONL and Parquet keep every value exact."""
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+        value = value.item()
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return _text_cell(value) or ""
+    return csv_safe(_text_cell(value) or "")
 
 
 def _write_csv(rows: Iterable[dict[str, Any]], fh: IO[str], columns: tuple[str, ...],
@@ -574,7 +586,7 @@ def _write_csv(rows: Iterable[dict[str, Any]], fh: IO[str], columns: tuple[str, 
     writer.writerow(header or columns)
     n = 0
     for row in rows:
-        writer.writerow([_csv_cell(row.get(k)) for k in columns])
+        writer.writerow([csv_cell(row.get(k)) for k in columns])
         n += 1
     return n
 

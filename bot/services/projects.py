@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.blocks.text import safe_mrkdwn
-from bot.core.enums import Action, AssignmentKind, AssignmentStatus, ItemStatus, MemberState, Tier
+from bot.core.enums import Action, AssignmentKind, AssignmentStatus, MemberState, Suspension, Tier
 from bot.core.errors import Conflict, NotFound, Refused
 from bot.core.values import member_id_problem
+from bot.services.completion import rebalance
 from bot.spec import ProjectSpec, parse_spec
 from storage.models import Assignment, Gold, GuidelineVersion, Item, Label, Member, Project
 
@@ -74,8 +77,13 @@ def create_project(session: Session, spec: ProjectSpec, team_id: str, now: datet
     return project
 
 
-def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[Project, list[str]]:
-    """Apply a changed spec; returns the project and a list of human-readable changes."""
+def update_project(session: Session, spec: ProjectSpec, now: datetime, *,
+                   rebalance_items: bool = True) -> tuple[Project, list[str]]:
+    """Apply a changed spec; returns the project and a list of human-readable changes.
+
+    A new redundancy is applied to the items in this unit of work (`rebalance_items`); the CLI passes
+    False and applies it with `bot.services.completion.rebalance_in_chunks` after this commits, so a big
+    project never holds the write lock for long."""
     project = get_project(session, spec.slug)
     old = spec_of(project)
     n_items = session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project.id))
@@ -95,23 +103,13 @@ def update_project(session: Session, spec: ProjectSpec, now: datetime) -> tuple[
         for key, old_value in old.model_dump(mode="json").items()
         if (new_value := spec.model_dump(mode="json")[key]) != old_value
     ]
-    old_redundancy = old.redundancy
     project.spec = spec.model_dump(mode="json")
     project.name = spec.name
     project.updated_at = now
-    if spec.redundancy != old_redundancy:
-        # Open and complete items gain (or lose) slots; settled items stay settled.
-        delta = spec.redundancy - old_redundancy
-        new_slots = case((Item.slots + delta < 0, 0), else_=Item.slots + delta)
-        session.execute(
-            update(Item)
-            .where(Item.project_id == project.id, Item.status.in_([ItemStatus.OPEN, ItemStatus.COMPLETE]))
-            .values(
-                slots=new_slots,
-                status=case((new_slots > 0, ItemStatus.OPEN.value), else_=ItemStatus.COMPLETE.value),
-                updated_at=now,
-            )
-        )
+    if spec.redundancy != old.redundancy and rebalance_items:
+        # Recomputed from each item's counting labels and open leases, and settled (or escalated on a
+        # tie) when it has enough: never shifted by the difference and clamped.
+        changes.append(f"items: {rebalance(session, project, spec, now).describe()}")
     sync_members(session, project, spec, now)
     return project, changes
 
@@ -164,15 +162,48 @@ def get_member(session: Session, project: Project, user_id: str) -> Member | Non
 
 
 def ensure_member(session: Session, project: Project, user_id: str, now: datetime) -> Member:
+    """The member, created (crowd tier, new) on first use. Two first clicks at once (a double click on
+    "Take quiz") both get the one row: the insert skips a row another transaction just created."""
     member = get_member(session, project, user_id)
-    if member is None:
-        member = Member(
-            project_id=project.id, team_id=project.team_id, user_id=user_id, tier=Tier.CROWD,
-            state=MemberState.NEW, served=0, created_at=now,
-        )
-        session.add(member)
-        session.flush()
+    if member is not None:
+        return member
+    values = dict(project_id=project.id, team_id=project.team_id, user_id=user_id, tier=Tier.CROWD.value,
+                  state=MemberState.NEW.value, served=0, created_at=now)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(pg_insert(Member).values(**values).on_conflict_do_nothing(
+            index_elements=["project_id", "user_id"]))
+    else:
+        session.execute(sqlite_insert(Member).values(**values).on_conflict_do_nothing(
+            index_elements=["project_id", "user_id"]))
+    member = get_member(session, project, user_id)
+    assert member is not None
     return member
+
+
+def suspend_member(member: Member, now: datetime, *, source: Suspension, reason: str, by: str) -> None:
+    """Pause a member's labels, recording who (`source`: the hidden checks or a lead; `by`: a name)
+    and why. A lead's pause replaces one from the checks (it is the stronger one)."""
+    member.state = MemberState.SUSPENDED
+    member.suspended_at = now
+    member.suspension = source.value
+    member.suspended_by = by[:100]
+    member.state_reason = reason
+
+
+def lift_suspension(member: Member, now: datetime, reason: str) -> None:
+    """Back to labeling: qualified again (or new, for someone paused before they ever qualified)."""
+    member.state = MemberState.QUALIFIED if member.qualified_at is not None else MemberState.NEW
+    if member.state == MemberState.QUALIFIED:
+        member.qualified_at = now
+    member.suspended_at = None
+    member.suspension = None
+    member.suspended_by = None
+    member.state_reason = reason
+
+
+def suspended_by_lead(member: Member) -> bool:
+    """True when only a lead can lift the member's pause (any pause not from the hidden checks)."""
+    return member.state == MemberState.SUSPENDED and member.suspension != Suspension.CHECKS
 
 
 @dataclass
@@ -191,9 +222,12 @@ def set_member(
     suspend: bool = False,
     reinstate: bool = False,
     reason: str | None = None,
+    by: str = "a lead",
 ) -> MemberChange:
     """Change a member's tier or state (leads' CLI). Experts count without a quiz. Callers taking ids from
-    people check them first (`check_member_id`): a name or an @handle would make a member nobody can be."""
+    people check them first (`check_member_id`): a name or an @handle would make a member nobody can be.
+    A lead's suspension (recorded with `by` and the reason) is lifted only by `reinstate`, never by a
+    quiz retake; a suspended lead has no lead rights (`bot.services.access`)."""
     if suspend and reinstate:
         raise Conflict("Choose one of --suspend and --reinstate.")
     member = ensure_member(session, project, user_id, now)
@@ -206,17 +240,12 @@ def set_member(
             member.qualified_at = now
             member.state_reason = "made an expert by a lead"
             said.append("qualified (experts skip the quiz)")
-    if suspend and member.state != MemberState.SUSPENDED:
-        member.state = MemberState.SUSPENDED
-        member.suspended_at = now
-        member.state_reason = reason or "suspended by a lead"
-        said.append("suspended")
+    if suspend and not suspended_by_lead(member):
+        suspend_member(member, now, source=Suspension.LEAD, reason=reason or "suspended by a lead", by=by)
+        said.append(f"suspended by {by}")
     if reinstate and member.state == MemberState.SUSPENDED:
-        member.state = MemberState.QUALIFIED
-        member.qualified_at = now
-        member.suspended_at = None
-        member.state_reason = reason or "reinstated by a lead"
-        said.append("reinstated")
+        lift_suspension(member, now, reason or f"reinstated by {by}")
+        said.append(f"reinstated by {by}")
     session.flush()
     return MemberChange(member, ", ".join(said) or "no change")
 

@@ -3,7 +3,6 @@ the hidden checks' verdict."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -16,20 +15,25 @@ from bot.core.enums import (
     AssignmentStatus,
     ItemStatus,
     MemberState,
+    Suspension,
     TaskType,
     Tier,
     WebhookEvent,
 )
+
+__all__ = ["check_honeypots", "has_majority", "load_assignment", "record_answer"]
+from bot.blocks.text import safe_mrkdwn
 from bot.core.errors import Refused
-from bot.core.types import Answer
-from bot.core.values import ValueProblem, canonical_key, normalize
+from bot.core.types import Answer, LabelChoice
+from bot.core.values import ValueProblem, canonical_key, labels_version, normalize
 from bot.quality.scoring import score as score_answer
 from bot.services import webhooks
+from bot.services.completion import counting_keys, has_majority, settle
 from bot.services.labeling.leases import expire_assignment
 from bot.services.labeling.progress import PROGRESS_KINDS, count_done
 from bot.services.labeling.quiz import after_quiz_answer
 from bot.services.labeling.tasks import is_usable, usable_draft
-from bot.services.projects import refuse_if_archived, spec_of
+from bot.services.projects import refuse_if_archived, spec_of, suspend_member, suspended_by_lead
 from bot.spec import ProjectSpec
 from storage.models import Assignment, Draft, Gold, Item, Label, Member, Project
 
@@ -73,18 +77,23 @@ def _value_for(
     return (Action.REJECT if action == Action.REJECT else Action.EDIT), value
 
 
+STALE_LABELS = ("The project's labels changed after this example was shown, so nothing was recorded. "
+                "Type `/label` to see it again with the current labels.")
+
+
 def _resolve_indices(spec: ProjectSpec, value: Any) -> Any:
-    """Buttons carry label indices (never names): map them through the server's spec."""
+    """Buttons carry label positions in the list their message was built from, and that list's version:
+    a position is mapped to a name only against the same list (a lead may have inserted or reordered
+    labels since), otherwise the click is refused."""
+    if not isinstance(value, LabelChoice):
+        return value  # a label name, a set of names, spans or a rewrite: validated by `normalize`
     names = spec.label_names
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < len(names):
-            raise Refused("That label is not part of this project, so nothing was recorded.")
-        return names[value]
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "indices":
-        if any(not 0 <= i < len(names) for i in value[1]):
-            raise Refused("That label is not part of this project, so nothing was recorded.")
-        return [names[i] for i in value[1]]
-    return value
+    if value.version != labels_version(names):
+        raise Refused(STALE_LABELS)
+    if any(not 0 <= i < len(names) for i in value.indices):
+        raise Refused("That label is not part of this project, so nothing was recorded.")
+    chosen = [names[i] for i in value.indices]
+    return chosen if value.many else chosen[0]
 
 
 def record_answer(
@@ -116,6 +125,8 @@ def record_answer(
     if assignment.status == AssignmentStatus.OPEN:
         refuse_if_archived(project)  # an archived project takes no more answers (a repeat click stays a no-op)
     spec = spec_of(project)
+    if suspended_by_lead(member) and assignment.status == AssignmentStatus.OPEN:
+        raise Refused(f"A lead paused your labels on *{safe_mrkdwn(project.name, 200)}*, so nothing was recorded.")
     base = dict(
         assignment_id=assignment.id, project_slug=project.slug, task=spec.task, text=item.text,
         kind=assignment.kind, channel=assignment.channel, ts=assignment.ts,
@@ -182,13 +193,13 @@ def record_answer(
         if spec.webhooks and item.status != before:
             _item_event(session, project, spec, item, now)
     elif assignment.kind == AssignmentKind.EXPERT:
-        if stored_action == Action.SKIP:
-            item.updated_at = now  # back to the expert queue for another expert
-        else:
+        item.updated_at = now  # a skip, an Ambiguous or a non-counting answer: to the back of the queue
+        if label.counts:
             item.status = ItemStatus.RESOLVED
-            item.updated_at = now
             if spec.webhooks:
                 _item_event(session, project, spec, item, now, answer=stored_value, source="expert")
+        elif stored_action == Action.AMBIGUOUS:
+            item.escalation_reason = f"flagged ambiguous by the expert {member.user_id}"[:200]
     elif assignment.kind == AssignmentKind.HONEYPOT:
         reason = check_honeypots(session, spec, member, now)
         if reason:
@@ -228,33 +239,7 @@ def _after_production_label(session: Session, spec: ProjectSpec, item: Item, lab
     item.labels_done += 1
     if item.status != ItemStatus.OPEN or item.labels_done < spec.redundancy:
         return False
-    values = session.scalars(
-        select(Label.value_key).where(Label.item_id == item.id, Label.counts.is_(True), Label.kind == "production")
-    ).all()
-    if spec.escalation.on_no_majority and not has_majority(spec.task, values):
-        item.status = ItemStatus.ESCALATED
-        item.escalation_reason = "no majority among the crowd's labels"
-        return True
-    item.status = ItemStatus.COMPLETE
-    return False
-
-
-def has_majority(task: TaskType, value_keys: list[str | None]) -> bool:
-    """More than half of the answers agree (per label for multilabel, per span for spans)."""
-    import json
-
-    keys = [k for k in value_keys if k is not None]
-    if not keys:
-        return False
-    n = len(keys)
-    if task in (TaskType.CLASSIFICATION, TaskType.REWRITE):
-        return Counter(keys).most_common(1)[0][1] * 2 > n
-    # Multilabel and spans: every element chosen by anyone must be clearly in or clearly out.
-    votes: Counter[str] = Counter()
-    for k in keys:
-        for element in json.loads(k):
-            votes[json.dumps(element, sort_keys=True)] += 1
-    return all(v * 2 != n for v in votes.values())
+    return settle(spec, item, counting_keys(session, [item.id])[item.id])
 
 
 def check_honeypots(session: Session, spec: ProjectSpec, member: Member, now: datetime) -> str | None:
@@ -275,12 +260,10 @@ def check_honeypots(session: Session, spec: ProjectSpec, member: Member, now: da
     accuracy = sum(1 for c in recent if c >= threshold - 1e-9) / len(recent)
     if accuracy >= spec.honeypot.floor:
         return None
-    member.state = MemberState.SUSPENDED
-    member.suspended_at = now
-    member.state_reason = (
+    suspend_member(member, now, source=Suspension.CHECKS, by="hidden checks", reason=(
         f"accuracy on the last {len(recent)} check items was {accuracy:.0%}, below the "
         f"{spec.honeypot.floor:.0%} floor"
-    )
+    ))
     return member.state_reason
 
 

@@ -8,12 +8,13 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.blocks.text import safe_mrkdwn
+from bot.blocks.text import mention, safe_mrkdwn
 from bot.core import logctx
 from bot.core.enums import (
     MemberState,
 )
 from bot.core.errors import NotFound
+from bot.services.access import leads_of
 from bot.services.projects import get_member, list_projects, spec_of
 from storage.models import Member, Project
 
@@ -44,8 +45,8 @@ def resolve_project(session: Session, team_id: str, slug: str | None, user_id: s
         if archived is not None:
             raise NotFound(f"*{safe_mrkdwn(archived.name, 200)}* is archived: it takes no more labels. "
                            "Thank you for your work on it!")
-        known = ", ".join(p.slug for p in projects) or "none yet"
-        raise NotFound(f"No project `{slug}` in this workspace. Projects: {known}.")
+        known = ", ".join(safe_mrkdwn(p.slug, 40) for p in projects) or "none yet"
+        raise NotFound(f"No project `{safe_mrkdwn(slug, 40)}` in this workspace. Projects: {known}.")
     if len(projects) == 1:
         logctx.set_project(projects[0].slug)
         return projects[0]
@@ -67,8 +68,9 @@ def entry(session: Session, team_id: str, user_id: str, slug: str | None) -> Ent
     member = get_member(session, project, user_id)
     if member is None or member.state == MemberState.NEW:
         if member is None and not spec.members.open_enrollment:
-            leads = ", ".join(f"<@{u}>" for u in spec.members.leads) or "a project lead"
-            return Entry("not_member", project, None, message=f"Ask {leads} to invite you to *{project.name}*.")
+            leads = ", ".join(mention(u) for u in leads_of(session, project.id)) or "a project lead"
+            return Entry("not_member", project, None,
+                         message=f"Ask {leads} to invite you to *{safe_mrkdwn(project.name, 200)}*.")
         return Entry("quiz_offer", project, member)
     if member.state == MemberState.SUSPENDED:
         return Entry("suspended", project, member, message=member.state_reason or "")

@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.core.enums import AssignmentKind, AssignmentStatus, MemberState, TaskType
-from bot.core.errors import NotFound
-from bot.core.markup import MarkupError, parse, render
+from bot.core.errors import NotFound, Refused
+from bot.core.markup import EDIT_BOX_MAX, MarkupError, parse, render_for_input
 from bot.core.types import (
     Answer,
     Answered,
@@ -31,6 +31,7 @@ from bot.core.types import (
     Start,
     Suspended,
 )
+from bot.services.access import leads_of
 from bot.services.guidelines.versions import current_info
 from bot.services.images.serving import image_view, set_aside
 from bot.services.labeling.answers import load_assignment, record_answer
@@ -38,10 +39,10 @@ from bot.services.labeling.entry import entry, resolve_project
 from bot.services.labeling.leases import cancel_assignment, set_message
 from bot.services.labeling.progress import progress_for
 from bot.services.labeling.queue import next_task, queue_busy
-from bot.services.labeling.quiz import next_quiz_question, quiz_summary_lines, start_quiz
+from bot.services.labeling.quiz import next_quiz_question, quiz_summary_lines, retake_at, start_quiz
 from bot.services.labeling.stats import MemberStats, member_stats
 from bot.services.labeling.tasks import build_task
-from bot.services.projects import get_member, get_project, spec_of
+from bot.services.projects import get_member, get_project, spec_of, suspended_by_lead
 from storage.db import Database
 from storage.models import Assignment, Draft, Item, Member, Project
 
@@ -59,7 +60,8 @@ def start_labeling(db: Database, now: datetime, team_id: str, user_id: str, slug
         if e.kind == "quiz_offer":
             return QuizOffer(project.slug, project.name)
         if e.kind == "suspended":
-            return Suspended(project.slug, project.name, e.message)
+            assert e.member is not None
+            return _suspended(s, project, e.member)
         assert e.member is not None
         task = next_task(s, project, e.member, now, db.dialect)
         return ShowTask(task) if task is not None else _queue_done(s, project, user_id, now)
@@ -102,12 +104,20 @@ def open_editor(db: Database, now: datetime, team_id: str, user_id: str, assignm
         assert item is not None
         draft = s.get(Draft, assignment.draft_id) if assignment.draft_shown and assignment.draft_id else None
     mode = "answer" if draft is None else ("reject" if reject else "edit")
-    initial = ""
+    initial, note = "", ""
     if spec.task is TaskType.SPANS:
-        initial = render(item.text, draft.value if (draft is not None and mode == "edit") else [])
+        bare = render_for_input(item.text, [])
+        if len(bare) > EDIT_BOX_MAX:  # imported before spans texts were limited at import
+            raise Refused(f"This example is too long to mark in Slack's edit box ({len(bare):,} of "
+                          f"{EDIT_BOX_MAX:,} characters), so it cannot be answered here: Skip it, and tell a lead.")
+        initial = render_for_input(item.text, draft.value if (draft is not None and mode == "edit") else [])
+        if len(initial) > EDIT_BOX_MAX:
+            initial, note = bare, "The draft's marks do not fit Slack's edit box: mark the spans yourself."
     elif spec.task is TaskType.REWRITE and mode == "edit" and draft is not None:
         initial = str(draft.value)
-    return Editor(task, mode, initial)
+        if len(initial) > EDIT_BOX_MAX:  # never a cut copy: saving it would lose the draft's end
+            initial, note = "", "The draft is longer than Slack's edit box: write the rewrite here."
+    return Editor(task, mode, initial, note)
 
 
 def submit_editor(db: Database, now: datetime, team_id: str, user_id: str, assignment_id: int, mode: str,
@@ -201,6 +211,14 @@ def my_stats(db: Database, now: datetime, team_id: str, user_id: str) -> list[Me
 # ------------------------------------------------------------------------------------------------
 
 
+def _suspended(s: Session, project: Project, member: Member) -> Suspended:
+    """Why the member's labels are paused, and what lifts the pause: a lead, or a quiz retake (when)."""
+    by_lead = suspended_by_lead(member)
+    leads = tuple(leads_of(s, project.id)) if by_lead else ()
+    return Suspended(project.slug, project.name, member.state_reason or "", by_lead=by_lead,
+                     retake_at=None if by_lead else retake_at(spec_of(project), member), leads=leads)
+
+
 def _queue_done(s: Session, project: Project, user_id: str, now: datetime) -> QueueDone:
     member = get_member(s, project, user_id)
     done = progress_for(s, project, member, now).done_today if member else 0
@@ -221,7 +239,7 @@ def _next(s: Session, dialect: str, recorded: Answer, user_id: str, now: datetim
     member = s.get(Member, assignment.member_id)
     assert project is not None and member is not None
     if recorded.suspended:
-        return Suspended(project.slug, project.name, recorded.suspension_reason or "")
+        return _suspended(s, project, member)
     if member.state == MemberState.QUALIFIED:
         task = next_task(s, project, member, now, dialect, resume=False)
         if task is not None:

@@ -97,21 +97,45 @@ def queue_busy(session: Session, project: Project, user_id: str) -> bool:
     return session.scalar(waiting) is not None
 
 
-def _claim_escalated(session: Session, project: Project, member: Member, dialect: str) -> Item | None:
-    taken = exists().where(
+def _claim_escalated(
+    session: Session, project: Project, member: Member, dialect: str, now: datetime
+) -> Item | None:
+    """The oldest escalated item no other expert holds, that this expert has not skipped or answered
+    already (an expert's Ambiguous leaves the item for another expert). One whose lease ran out comes
+    back to them (as a new round of the same assignment kind)."""
+    held = exists().where(
         Assignment.item_id == Item.id,
         Assignment.kind == AssignmentKind.EXPERT,
-        Assignment.status.in_([AssignmentStatus.OPEN, AssignmentStatus.DONE]),
+        Assignment.status == AssignmentStatus.OPEN,
+        Assignment.expires_at > now,
+    )
+    passed = exists().where(
+        Assignment.item_id == Item.id,
+        Assignment.member_id == member.id,
+        Assignment.kind == AssignmentKind.EXPERT,
+        Assignment.status.in_([AssignmentStatus.DONE, AssignmentStatus.SKIPPED]),
     )
     q = (
         select(Item)
-        .where(Item.project_id == project.id, Item.status == ItemStatus.ESCALATED, ~taken, servable(project.team_id))
+        .where(Item.project_id == project.id, Item.status == ItemStatus.ESCALATED, ~held, ~passed,
+               servable(project.team_id))
         .order_by(Item.updated_at, Item.id)
         .limit(1)
     )
     if dialect == "postgresql":
         q = q.with_for_update(skip_locked=True, of=Item)
     return session.scalar(q)
+
+
+def _next_round(session: Session, item: Item, member: Member, kind: str) -> int:
+    """An expert may be served an item again after their lease ran out: a new round keeps the
+    assignment unique per item, member, kind and round."""
+    if kind != AssignmentKind.EXPERT:
+        return 0
+    return int(session.scalar(
+        select(func.count()).select_from(Assignment)
+        .where(Assignment.item_id == item.id, Assignment.member_id == member.id, Assignment.kind == kind)
+    ) or 0)
 
 
 def _pick_honeypot(session: Session, project: Project, spec: ProjectSpec, member: Member) -> Item | None:
@@ -149,7 +173,7 @@ def next_task(
     item: Item | None = None
     kind = AssignmentKind.PRODUCTION
     if member.tier == Tier.EXPERT:
-        item = _claim_escalated(session, project, member, dialect)
+        item = _claim_escalated(session, project, member, dialect, now)
         kind = AssignmentKind.EXPERT
     if item is None and spec.gold_rate > 0 and fraction(member.id, member.served, "gold") < spec.gold_rate:
         item = _pick_honeypot(session, project, spec, member)
@@ -168,7 +192,8 @@ def next_task(
     shown = is_usable(draft) and not blind and kind != AssignmentKind.EXPERT
     assignment = Assignment(
         project_id=project.id, item_id=item.id, member_id=member.id, team_id=member.team_id,
-        user_id=member.user_id, kind=kind, round=0, status=AssignmentStatus.OPEN,
+        user_id=member.user_id, kind=kind, round=_next_round(session, item, member, kind),
+        status=AssignmentStatus.OPEN,
         draft_id=draft.id if is_usable(draft) else None, draft_shown=bool(shown), blind=blind,
         seq=member.served, leased_at=now, expires_at=now + timedelta(minutes=spec.lease_minutes), shown_at=now,
     )

@@ -10,18 +10,29 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.core.enums import AssignmentKind, AssignmentStatus, ItemStatus, MemberState, QuizStatus, TaskType, Tier
+from bot.blocks.text import mention, safe_mrkdwn
+from bot.core.enums import (
+    AssignmentKind,
+    AssignmentStatus,
+    ItemStatus,
+    MemberState,
+    QuizStatus,
+    Suspension,
+    TaskType,
+    Tier,
+)
 from bot.core.errors import Refused
 from bot.core.types import Feedback, Task
 from bot.core.values import canonical_key, display
+from bot.services.access import leads_of
 from bot.services.images.serving import servable
 from bot.services.labeling.tasks import build_task
-from bot.services.projects import ensure_member, spec_of
+from bot.services.projects import ensure_member, lift_suspension, spec_of, suspended_by_lead
 from bot.spec import ProjectSpec
 from storage.models import Assignment, Gold, Item, Label, Member, Project, QuizAttempt
 
@@ -71,24 +82,55 @@ def _draw(session: Session, project: Project, spec: ProjectSpec, member: Member,
     return chosen
 
 
+def retake_at(spec: ProjectSpec, member: Member) -> datetime | None:
+    """When a member paused by the hidden checks may retake the quiz (None: not such a pause)."""
+    if member.state != MemberState.SUSPENDED or member.suspension != Suspension.CHECKS:
+        return None
+    since = member.suspended_at or datetime.min.replace(tzinfo=UTC)
+    return since + timedelta(hours=spec.quiz.cooldown_hours)
+
+
+def _wait(project: Project, until: datetime, now: datetime) -> Refused:
+    wait = until - now
+    hours, minutes = int(wait.total_seconds() // 3600), int(wait.total_seconds() % 3600 // 60)
+    return Refused(
+        f"You can retake the *{safe_mrkdwn(project.name, 200)}* quiz in {hours} h {minutes} min "
+        f"(at {until:%Y-%m-%d %H:%M} UTC). Meanwhile, re-read the guidelines."
+    )
+
+
 def start_quiz(session: Session, project: Project, user_id: str, now: datetime, *, seed: int | None = None) -> Task:
-    """Start (or continue) a quiz and return its current question. Raises Refused with the reason."""
+    """Start (or continue) a quiz and return its current question. Raises Refused with the reason.
+
+    Serialized per member (a row lock on PostgreSQL; SQLite writers are serialized already), so a
+    double click on "Take quiz" continues the attempt the first click started; the database holds at
+    most one running attempt per member."""
     spec = spec_of(project)
+    name = safe_mrkdwn(project.name, 200)
     member = session.scalar(select(Member).where(Member.project_id == project.id, Member.user_id == user_id))
     if member is None:
         if not spec.members.open_enrollment:
-            leads = ", ".join(f"<@{u}>" for u in spec.members.leads) or "a project lead"
-            raise Refused(f"*{project.name}* is invite-only. Ask {leads} to invite you.")
+            leads = ", ".join(mention(u) for u in leads_of(session, project.id)) or "a project lead"
+            raise Refused(f"*{name}* is invite-only. Ask {leads} to invite you.")
         member = ensure_member(session, project, user_id, now)
+    session.refresh(member, with_for_update=True)  # one quiz start per member at a time
     if member.tier == Tier.EXPERT and member.state == MemberState.QUALIFIED:
-        raise Refused(f"Experts skip the quiz: you can label *{project.name}* right away with `/label {project.slug}`.")
+        raise Refused(f"Experts skip the quiz: you can label *{name}* right away with `/label {project.slug}`.")
     if member.state == MemberState.QUALIFIED:
-        raise Refused(f"You are already qualified for *{project.name}*. Type `/label {project.slug}` to label.")
+        raise Refused(f"You are already qualified for *{name}*. Type `/label {project.slug}` to label.")
+    if suspended_by_lead(member):
+        leads = ", ".join(mention(u) for u in leads_of(session, project.id)) or "a project lead"
+        raise Refused(f"A lead paused your labels on *{name}*; a quiz cannot lift that. Ask {leads}.")
+    until = retake_at(spec, member)
+    if until is not None and now < until:
+        raise _wait(project, until, now)
     running = _running(session, member)
     if running is not None:
         task = current_question(session, project, spec, running, member, now)
         if task is not None:
             return task
+        running.status = QuizStatus.ABANDONED  # every question answered but never settled: start afresh
+        session.flush()
     last = session.scalar(
         select(QuizAttempt)
         .where(QuizAttempt.member_id == member.id, QuizAttempt.status == QuizStatus.FAILED)
@@ -96,20 +138,15 @@ def start_quiz(session: Session, project: Project, user_id: str, now: datetime, 
         .limit(1)
     )
     if last is not None and last.finished_at is not None:
-        retake_at = last.finished_at + timedelta(hours=spec.quiz.cooldown_hours)
-        if now < retake_at:
-            wait = retake_at - now
-            hours, minutes = int(wait.total_seconds() // 3600), int(wait.total_seconds() % 3600 // 60)
-            raise Refused(
-                f"You can retake the *{project.name}* quiz in {hours} h {minutes} min "
-                f"(at {retake_at:%Y-%m-%d %H:%M} UTC). Meanwhile, re-read the guidelines."
-            )
+        until = last.finished_at + timedelta(hours=spec.quiz.cooldown_hours)
+        if now < until:
+            raise _wait(project, until, now)
     n_gold = session.scalar(select(func.count()).select_from(Gold).where(Gold.project_id == project.id)) or 0
     size = spec.quiz.size
     if n_gold < size:
         if not spec.quiz.allow_short or n_gold == 0:
             raise Refused(
-                f"The *{project.name}* quiz needs {size} gold items but the project has {n_gold}; "
+                f"The *{name}* quiz needs {size} gold items but the project has {n_gold}; "
                 "a lead needs to import more gold (`labelbot gold`)."
             )
         size = n_gold
@@ -218,10 +255,9 @@ def after_quiz_answer(
         attempt.status = QuizStatus.PASSED if passed else QuizStatus.FAILED
         fb.finished, fb.passed, fb.final_score, fb.pass_mark = True, passed, final, spec.quiz.pass_mark
         if passed:
-            member.state = MemberState.QUALIFIED
-            member.qualified_at = now
-            member.suspended_at = None
-            member.state_reason = f"passed the quiz with {final:.0%}"
+            if not suspended_by_lead(member):  # a lead's pause is a lead's to lift (record_answer refuses)
+                member.qualified_at = member.qualified_at or now
+                lift_suspension(member, now, f"passed the quiz with {final:.0%}")
         else:
             fb.retake_at = now + timedelta(hours=spec.quiz.cooldown_hours)
             if member.state != MemberState.SUSPENDED:
