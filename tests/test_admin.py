@@ -88,7 +88,7 @@ def test_items_remove_all_or_nothing_and_answers_kept(database: Database, clock:
         member = ensure_member(s, project, sd_member, clock.now())
         task = next_task(s, project, member, clock.now(), database.dialect)
         record_answer(s, team_id=TEAM, user_id=sd_member, assignment_id=task.assignment_id, action="choose",
-                      value=0, now=clock.now())
+                      value="billing", now=clock.now())  # the label, by name
         answered = task.item_external_id
         start_quiz(s, project, "U0QUIZ", clock.now())  # a running quiz asks both gold items
     assert draft

@@ -136,7 +136,7 @@ def test_answers_carry_the_version_and_the_prompt_follows(database: Database) ->
 
     def answer_one() -> int:
         shown = flow.start_labeling(database, now, TEAM, "UA", SLUG)
-        done = flow.answer(database, now, TEAM, "UA", shown.task.assignment_id, "choose", 0)
+        done = flow.answer(database, now, TEAM, "UA", shown.task.assignment_id, "choose", shown.task.labels[0][0])
         with database.read() as s:
             return s.scalar(select(Label.guideline_version).where(Label.assignment_id == done.answer.assignment_id))
 

@@ -171,6 +171,6 @@ def test_predictions_are_served_and_measured_as_drafts_over_http(bot):
     # one rater per item: no consensus to compare the model with, and the report says so
     assert model["accuracy_vs_consensus"] is None and model["reasons"]["accuracy_vs_consensus"]
     assert model["items"] == 4
-    assert "Model my-bert: shown 2 times, accepted 50%, edited 0%, rejected 50%" in report_text(report)
+    assert "Model my-bert: shown 2 times, accepted 50%, rejected 50%" in report_text(report)  # no "edited" for labels
     assert report["drafts"]["accept_rate"] == 0.5 and report["drafts"]["shown"] == 2
     assert report["drift"]["anchoring_shown"] == 0.5 and report["drift"]["anchoring_blind"] == 0.5
