@@ -528,8 +528,9 @@ def a_replica_killed_mid_load_loses_no_acknowledged_label_and_leases_come_back(
         qualify(pg, "kk", u, clock.now())
     again = Crowd(fake, replicas)
     join(again.run(fresh))
-    assert again.abandoned == [] and {c.status for c in again.clicks} == {200}
-    assert any(c.replica == "A" and c.sent > restarted_at for c in again.clicks)  # the restarted replica serves
+    # (when the first crowd left nothing behind, the fresh one finds no work: no clicks is right then)
+    assert again.abandoned == [] and {c.status for c in again.clicks} <= {200}
+    assert any(c.replica == "A" and c.sent > restarted_at for c in crowd.clicks + again.clicks)  # A serves again
     assert set(_counting_labels_per_item(pg, "kk").values()) == {3}
     _check_invariants(pg, "kk")
 
