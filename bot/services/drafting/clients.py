@@ -299,7 +299,7 @@ def outcome_from_completion(
     """Validate a chat completion (as a JSON dict) into an Outcome; shared by sync calls and batches."""
     usage = body.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
-    base = dict(
+    base: dict[str, Any] = dict(
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         cached_tokens=int(details.get("cached_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),

@@ -119,9 +119,9 @@ def drafter_health(session: Session, project_id: int, since: datetime, *, drafte
     breaker = drafter.existing_breaker(project_id) if drafter is not None else None
     paused = breaker is not None and breaker.paused(now)
     return {
-        "ok": int(counts.get(DraftStatus.OK.value, 0)),
+        "ok": int(counts.get(DraftStatus.OK, 0)),
         "errors": {str(k or "other"): int(v) for k, v in errors.items()},
-        "error_total": int(counts.get(DraftStatus.ERROR.value, 0)),
+        "error_total": int(counts.get(DraftStatus.ERROR, 0)),
         "paused": paused,
         "paused_until": breaker.open_until if paused and breaker else None,
         "consecutive_failures": breaker.consecutive if breaker else 0,

@@ -36,7 +36,7 @@ PROGRESS_KINDS = (AssignmentKind.PRODUCTION, AssignmentKind.HONEYPOT, Assignment
 
 
 def _done_key(session: Session, member_id: int, now: datetime) -> tuple[str, int, str]:
-    return (str(session.get_bind().url), member_id, start_of_day(now).date().isoformat())
+    return (str(session.get_bind().engine.url), member_id, start_of_day(now).date().isoformat())
 
 
 def count_done(session: Session, member_id: int, now: datetime) -> None:
@@ -77,7 +77,7 @@ _left_cache: dict[tuple[str, int], tuple[float, int]] = {}
 def _queue_left(session: Session, project_id: int) -> int:
     """Labels still to collect in a project. Summing is O(open items), so it is cached for 30 s:
     the progress line is a guide, and a click must not cost more as the project grows."""
-    key = (str(session.get_bind().url), project_id)
+    key = (str(session.get_bind().engine.url), project_id)
     cached = _left_cache.get(key)
     now = time.monotonic()
     if cached is not None and cached[0] > now:

@@ -119,7 +119,7 @@ def _anchoring_change(
         return drift_stats.anchoring_from_counts(k1, n1, k0, n0)
 
     before, now = (week(a, b) for a, b in weeks)
-    if before.ok and now.ok:
+    if before.value is not None and now.value is not None:
         delta = Measure(value=now.value - before.value)
     else:
         delta = Measure.na(f"needs anchoring in both {CHANGE_DAYS}-day windows")
