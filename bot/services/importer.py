@@ -22,7 +22,8 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,12 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line, parse_constant=_no_constant)
                 except json.JSONDecodeError as e:
                     yield lineno, f"not valid JSON ({e.msg} at column {e.colno})"
+                    continue
+                except _NotJSON as e:
+                    yield lineno, f"not valid JSON ({e}: write null, a number or a string instead)"
                     continue
                 if not isinstance(obj, dict):
                     yield lineno, "each line must be a JSON object like {\"id\": ..., \"text\": ...}"
@@ -181,7 +185,7 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     except UnicodeDecodeError as e:
         yield 1, f"not UTF-8 (byte {e.start + 1}); save the file as UTF-8"
         return
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_no_constant)
     pos = _skip_space(text, 0)
     if pos >= len(text):
         return
@@ -197,6 +201,9 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             yield e.lineno, f"not valid JSON ({e.msg} at column {e.colno}); nothing after it was read"
+            return
+        except _NotJSON as e:
+            yield line, f"not valid JSON ({e}: write null, a number or a string instead); nothing after it was read"
             return
         if isinstance(obj, dict):
             yield line, obj
@@ -235,7 +242,11 @@ def read_column(path: Path, column: str) -> list[str]:
         rows += 1
         if len(columns) < MAX_COLUMNS_NAMED:
             columns.update(dict.fromkeys(map(str, row)))
-        value = _id_of(row, column)
+        try:
+            value = _id_of(row, column)
+        except _BadValue as e:
+            problems.add(line, str(e))
+            continue
         if value is not None:
             values.append(value)
     if rows and not values:
@@ -258,21 +269,72 @@ def _missing_column(column: str, what: str, columns: list[str], also: tuple[str,
             f"(or import.columns.{what} in the project spec).")
 
 
+class _NotJSON(ValueError):
+    """NaN, Infinity or -Infinity in JSON: Python reads them, JSON (and PostgreSQL) do not."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not JSON")
+
+
+class _BadValue(ValueError):
+    """A value that cannot be stored; the message names the problem."""
+
+
 def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, datetime):
+    """A metadata value as exact, standard JSON. Documented conversions: NaN (a missing value in CSV or
+    Parquet) is null; dates, times and timestamps become ISO 8601 text; decimals become their exact
+    text ("12.50"). Infinity, binary data, durations and other types raise `_BadValue`."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            raise _BadValue("is infinite, which JSON cannot hold")
+        return value
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
-    return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _BadValue(f"is {value}, which JSON cannot hold")
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise _BadValue("is binary data; store it as text (e.g. base64) instead")
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    raise _BadValue(f"has the type {type(value).__name__}, which cannot be stored; use text or a number")
+
+
+def _raises(value: Any) -> bool:
+    try:
+        _clean(value)
+    except _BadValue:
+        return True
+    return False
 
 
 def _id_of(row: dict[str, Any], column: str = "id") -> str | None:
+    """The item id as text: text, or a whole number (also a whole float or decimal, from CSV/Parquet
+    number columns). Raises `_BadValue` for anything else (true, {}, [1], 1.5, bytes, NUL)."""
     raw = row.get(column)
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
-    if isinstance(raw, float) and raw.is_integer():
+    whole_float = isinstance(raw, float) and math.isfinite(raw) and raw.is_integer()
+    whole_decimal = isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value()
+    if whole_float or whole_decimal:
         raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        try:
+            shown = json.dumps(raw) if isinstance(raw, bool | list | dict | float) else type(raw).__name__
+        except (TypeError, ValueError):  # a Parquet struct holding dates, bytes...
+            shown = type(raw).__name__
+        raise _BadValue(f"field {column!r} must be text or a whole number, not {shown}")
     value = str(raw).strip()
+    if "\x00" in value:
+        raise _BadValue(f"field {column!r} contains a NUL character")
     return value or None
 
 
@@ -397,7 +459,11 @@ def _checked(
                 if column not in row and not (what == "text" and has_image):
                     missing.missing(what, line)
             continue
-        external_id = _id_of(row, id_col)
+        try:
+            external_id = _id_of(row, id_col)
+        except _BadValue as e:
+            err(line, str(e))
+            continue
         if external_id is None:
             err(line, f"field {id_col!r} is empty")
             continue
@@ -443,7 +509,12 @@ def _checked(
             err(line, f"duplicate id {external_id!r} (first at {where} {seen[external_id]})")
             continue
         seen[external_id] = line
-        meta = {k: _clean(v) for k, v in row.items() if k not in reserved and _clean(v) not in (None, "")}
+        try:
+            meta = {str(k): c for k, v in row.items() if k not in reserved and (c := _clean(v)) not in (None, "")}
+        except _BadValue as e:
+            bad = next(k for k, v in row.items() if k not in reserved and _raises(v))
+            err(line, f"field {bad!r} {e}")
+            continue
         item = _Row(line, external_id, text, meta or None, image=image_ref, image_sha=image_sha)
         if not gold:
             try:
@@ -473,7 +544,10 @@ def _checked(
             item.gold = value
             item.gold_key = canonical_key(value)
             explanation = row.get("explanation")
-            item.explanation = str(explanation).strip() if _clean(explanation) not in (None, "") else None
+            if explanation is not None and not isinstance(explanation, str | float):
+                err(line, "field 'explanation' must be text")
+                continue
+            item.explanation = explanation.strip() or None if isinstance(explanation, str) else None
         yield item
     missing.report(problems)
     if progress:
@@ -651,7 +725,11 @@ def import_predictions(session: Session, project: Project, path: str | Path, now
         if isinstance(row, str):
             problems.add(line, row)
             continue
-        external_id = _id_of(row)
+        try:
+            external_id = _id_of(row)
+        except _BadValue as e:
+            problems.add(line, str(e))
+            continue
         if external_id is None:
             problems.add(line, "field 'id' is missing or empty")
             continue
@@ -675,7 +753,7 @@ def import_predictions(session: Session, project: Project, path: str | Path, now
             problems.add(line, f"no item {ext!r} in project {project.slug} (import it first)")
             continue
         item_id, text = items[ext]
-        if "text" in row and _clean(row["text"]) not in (None, "") and row["text"] != text:
+        if "text" in row and not _blank(row["text"]) and row["text"] != text:
             problems.add(line, f"id {ext!r} has different text in the project: is this the right file?")
             continue
         try:
