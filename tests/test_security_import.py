@@ -160,3 +160,43 @@ def test_the_in_session_import_checks_the_same(database, clock, tmp_path):
     path.write_text('{"id": "a", "text": "t", "x": NaN}\n', encoding="utf-8")
     with pytest.raises(ImportError_, match="NaN is not JSON"), database.session() as s:
         import_items(s, get_project(s, "intents"), path, clock.now())
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 10: spans texts must fit Slack's edit box
+# ------------------------------------------------------------------------------------------------
+
+
+def test_spans_texts_too_long_for_the_edit_box_are_refused_by_line(database, clock, tmp_path):
+    project(database, clock, task="spans", labels=["LOC", "PER"])
+    long_text = "word " * 420  # 2,100 characters
+    rows = [{"id": "ok", "text": "Ann flew to Paris"}, {"id": "long", "text": long_text}]
+    with pytest.raises(ImportError_) as err:
+        run_import(database, write_jsonl(tmp_path / "a.jsonl", rows), clock.now())
+    assert "line 2: field 'text' is 2,100 characters" in str(err.value)
+    assert "at most 2,000" in str(err.value) and "3,000-character edit box" in str(err.value)
+    gold = [{"id": "g", "text": "[" * 1500, "spans": []}]  # brackets are escaped in the box: 3,000 characters
+    with pytest.raises(ImportError_) as err, database.session() as s:
+        import_gold(s, get_project(s, "intents"), write_jsonl(tmp_path / "g.jsonl", gold), clock.now())
+    assert "line 1: field 'text' is 3,000 characters (with escapes)" in str(err.value)
+    assert items(database) == {}
+
+
+def test_crlf_counts_as_one_character_and_the_limit_holds_in_a_mapped_column(database, clock, tmp_path):
+    from bot.services.importer import Columns
+
+    project(database, clock, task="spans", labels=["LOC"])
+    fits = "a\r\n" * 1000  # 3,000 characters in the file, 2,000 in the box (LF line breaks)
+    path = write_jsonl(tmp_path / "a.jsonl", [{"id": "crlf", "body": fits}, {"id": "long", "body": "b" * 2001}])
+    with pytest.raises(ImportError_) as err:
+        run_import(database, path, clock.now(), columns=Columns("id", "body"))
+    assert "line 2: field 'body' is 2,001 characters" in str(err.value) and "line 1" not in str(err.value)
+    write_jsonl(path, [{"id": "crlf", "body": fits}])
+    assert run_import(database, path, clock.now(), columns=Columns("id", "body")).inserted == 1
+    assert items(database) == {"crlf": "open"}
+
+
+def test_texts_of_other_tasks_are_not_held_to_the_edit_box(database, clock, tmp_path):
+    project(database, clock)
+    assert run_import(database, write_jsonl(tmp_path / "a.jsonl", [{"id": "long", "text": "w" * 5000}]),
+                      clock.now()).inserted == 1

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from bot.core.enums import ItemStatus, TaskType
 from bot.core.errors import LabelbotError
+from bot.core.markup import EDIT_BOX_MAX, render_for_input
 from bot.core.values import ValueProblem, canonical_key, csv_unsafe, normalize
 from bot.services.images.files import ImageProblem
 from bot.services.images.store import PRIORITY_GOLD, PRIORITY_ITEM, Catalog, queue_uploads
@@ -42,6 +43,8 @@ from storage.models import Gold, Item, Project
 
 MAX_TEXT_CHARS = 100_000
 MAX_ID_CHARS = 200
+# A spans item is marked up in Slack's edit box (EDIT_BOX_MAX characters): leave room for its [span](LABEL) marks.
+SPANS_TEXT_MAX = EDIT_BOX_MAX - 1000
 MAX_ERRORS = 20
 CHUNK = 5000
 IMPORT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
@@ -504,6 +507,11 @@ def _checked(
             continue
         if "\x00" in text:
             err(line, f"field {text_col!r} contains a NUL character")
+            continue
+        if spec.task is TaskType.SPANS and (marked := len(render_for_input(text, []))) > SPANS_TEXT_MAX:
+            err(line, f"field {text_col!r} is {marked:,} characters (with escapes); spans items are at most "
+                      f"{SPANS_TEXT_MAX:,}, so that the text with its [span](LABEL) marks fits Slack's "
+                      f"{EDIT_BOX_MAX:,}-character edit box")
             continue
         if external_id in seen:
             err(line, f"duplicate id {external_id!r} (first at {where} {seen[external_id]})")
