@@ -1,11 +1,18 @@
-"""Imports (the importer half of the security issue): odd types become line-numbered errors or exact,
-documented conversions (item 11); spans texts that Slack's edit box cannot hold are refused by line
-(item 10) -- on SQLite and PostgreSQL."""
+"""Imports (the importer half of the security issue): checked before any write lock and staged/published in
+short transactions, carrying images, predictions and column mapping through (item 9: the running bot keeps
+answering; all or nothing survives errors, Ctrl-C and crashes); spans texts that Slack's edit box cannot
+hold are refused by line (item 10); odd types become line-numbered errors or exact, documented conversions
+(item 11) -- on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,12 +20,27 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select, update
 
-from bot.services.importer import ImportError_, import_gold, import_items, import_predictions, read_column
+from bot.core.errors import Conflict
+from bot.sandbox.pictures import shape_image
+from bot.services.importer import (
+    Columns,
+    ImportError_,
+    import_gold,
+    import_items,
+    import_items_staged,
+    import_predictions,
+    read_column,
+)
 from bot.services.projects import create_project, get_project
-from storage.models import Item
+from storage.db import Database
+from storage.locks import instance_name
+from storage.models import Draft, Image, ImageUpload, ImportRow, ImportRun, Item
 from tests.conftest import make_spec
+from tests.helpers import qualify, seed
+from tests.test_labeling_flow import said
+from tests.test_replicas import ROOT
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -47,8 +69,24 @@ def items(db) -> dict[str, str]:
 
 
 def run_import(db, path: Path, now, **kw: Any):
-    with db.session() as s:
-        return import_items(s, get_project(s, "intents"), path, now, **kw)
+    """`labelbot import`'s way: staged and published in short transactions."""
+    return import_items_staged(db, "intents", path, now, **kw)
+
+
+def staged(db) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(ImportRow)) or 0
+
+
+def runs(db) -> list[str]:
+    with db.read() as s:
+        return list(s.scalars(select(ImportRun.state).order_by(ImportRun.id)))
+
+
+def dead_owner() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return f"{instance_name().rpartition(':')[0]}:{proc.pid}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,8 +115,6 @@ def test_jsonl_values_json_cannot_hold_are_refused_by_line(database, clock, tmp_
 
 
 def test_a_mapped_id_column_names_itself_in_the_error(database, clock, tmp_path):
-    from bot.services.importer import Columns
-
     project(database, clock)
     path = tmp_path / "odd.jsonl"
     path.write_text('{"ticket": "fine", "body": "ok"}\n{"ticket": false, "body": "t"}\n', encoding="utf-8")
@@ -183,8 +219,6 @@ def test_spans_texts_too_long_for_the_edit_box_are_refused_by_line(database, clo
 
 
 def test_crlf_counts_as_one_character_and_the_limit_holds_in_a_mapped_column(database, clock, tmp_path):
-    from bot.services.importer import Columns
-
     project(database, clock, task="spans", labels=["LOC"])
     fits = "a\r\n" * 1000  # 3,000 characters in the file, 2,000 in the box (LF line breaks)
     path = write_jsonl(tmp_path / "a.jsonl", [{"id": "crlf", "body": fits}, {"id": "long", "body": "b" * 2001}])
@@ -200,3 +234,189 @@ def test_texts_of_other_tasks_are_not_held_to_the_edit_box(database, clock, tmp_
     project(database, clock)
     assert run_import(database, write_jsonl(tmp_path / "a.jsonl", [{"id": "long", "text": "w" * 5000}]),
                       clock.now()).inserted == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 9: the import does not block the running bot on SQLite; all or nothing; one at a time
+# ------------------------------------------------------------------------------------------------
+
+
+def test_labelbot_import_on_sqlite_leaves_the_bot_answering(sqlite_bot, tmp_path):
+    bot = sqlite_bot
+    seed(bot.db, make_spec(redundancy=1), bot.clock.now(),
+         items=[{"id": f"t{i}", "text": f"existing ticket {i}"} for i in range(400)])
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    ann = bot.user("U0ANN")
+    big = write_jsonl(tmp_path / "big.jsonl", 40_000)
+    env = {**os.environ, "DATABASE_URL": bot.db.url, "PYTHONPATH": str(ROOT)}
+    ann.command("/label")
+    msg = bot.fake.wait_for(lambda: bot.fake.last_message(ann.dm))
+    importer = subprocess.Popen([sys.executable, "-m", "bot.cli", "import", "intents", str(big)], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    clicks: list[tuple[float, float]] = []
+    while importer.poll() is None:
+        t0 = time.monotonic()
+        before = len(bot.fake.messages(ann.dm))
+        assert ann.click(msg, "label.choose:0").status == 200  # acked once the answer is stored
+        clicks.append((t0, time.monotonic()))
+        msg = bot.fake.wait_for(lambda b=before: len(bot.fake.messages(ann.dm)) > b and bot.fake.last_message(ann.dm),
+                                timeout=30)
+    out, err = importer.communicate()
+    ended = time.monotonic()
+    assert importer.returncode == 0, err
+    assert "40000 new" in out
+    during = [b - a for a, b in clicks if a > started and b < ended]
+    assert len(during) >= 5, (len(clicks), ended - started)
+    assert max(during) < 1.5, sorted(during)[-5:]  # never stuck behind the import's write lock
+    bot.deps.wait_idle()
+    with bot.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item).where(Item.external_id.like("n%"))) == 40_000
+    assert runs(bot.db) == ["done"] and staged(bot.db) == 0
+
+
+def test_nothing_staged_is_visible_and_everything_appears_at_the_end(bot, tmp_path):
+    seed(bot.db, make_spec(redundancy=1), bot.clock.now())
+    qualify(bot.db, "intents", "U0ANN", bot.clock.now())
+    path = write_jsonl(tmp_path / "few.jsonl", 12)
+    paused, resume, calls = threading.Event(), threading.Event(), []
+
+    def progress(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 3:  # after the first staged chunks: the import is half written
+            paused.set()
+            assert resume.wait(30)
+
+    importer_db = Database(bot.db.url)  # as another process would: its own connections
+    done: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: done.setdefault("result", import_items_staged(
+        importer_db, "intents", path, bot.clock.now(), progress=progress, chunk=4)))
+    thread.start()
+    try:
+        assert paused.wait(30)
+        assert staged(bot.db) == 8 and items(bot.db) == {}
+        ann = bot.user("U0ANN")
+        ann.command("/label")  # the half-written import is invisible to the bot
+        bot.fake.wait_for(lambda: any("queue is empty" in t for t in said(bot.fake)))
+        with pytest.raises(Conflict, match="Another import into 'intents' is running"):
+            import_items_staged(bot.db, "intents", write_jsonl(tmp_path / "other.jsonl", 2, 100), bot.clock.now())
+        with pytest.raises(Conflict, match="is running; import the gold when it is done"), bot.db.session() as s:
+            import_gold(s, get_project(s, "intents"), write_jsonl(tmp_path / "gold.jsonl", [
+                {"id": "g1", "text": "gold", "label": "bug"}]), bot.clock.now())
+    finally:
+        resume.set()
+        thread.join(30)
+        importer_db.dispose()
+    assert done["result"].inserted == 12
+    assert len(items(bot.db)) == 12 and staged(bot.db) == 0 and runs(bot.db) == ["done"]
+    before = len(bot.fake.messages(ann.dm))
+    ann.command("/label")
+    assert "imported ticket" in str(bot.fake.wait_for(lambda: len(bot.fake.messages(ann.dm)) > before
+                                                      and bot.fake.last_message(ann.dm))["blocks"][1])
+
+
+def test_a_conflict_found_while_staging_rejects_the_whole_file(database, clock, tmp_path):
+    project(database, clock)
+    run_import(database, write_jsonl(tmp_path / "a.jsonl", [{"id": "dup", "text": "one"}]), clock.now())
+    rows = [{"id": f"x{i}", "text": f"row {i}"} for i in range(10)] + [{"id": "dup", "text": "changed"}]
+    with pytest.raises(ImportError_) as err:
+        run_import(database, write_jsonl(tmp_path / "b.jsonl", rows), clock.now(), chunk=3)
+    assert "line 11: id 'dup' is already imported with different text" in str(err.value)
+    assert set(items(database)) == {"dup"} and staged(database) == 0
+    assert runs(database) == ["done", "abandoned"]
+    updated = run_import(database, tmp_path / "b.jsonl", clock.now(), update_existing=True)
+    assert (updated.inserted, updated.updated) == (10, 1)
+    with database.read() as s:
+        assert s.scalar(select(Item.text).where(Item.external_id == "dup")) == "changed"
+
+
+def test_an_interrupted_import_leaves_nothing_and_frees_the_project(database, clock, tmp_path):
+    project(database, clock)
+
+    def interrupt(n: int) -> None:
+        if staged(database):
+            raise KeyboardInterrupt  # Ctrl-C while staging
+
+    with pytest.raises(KeyboardInterrupt):
+        run_import(database, write_jsonl(tmp_path / "a.jsonl", 10), clock.now(), chunk=2, progress=interrupt)
+    assert items(database) == {} and staged(database) == 0 and runs(database) == ["abandoned"]
+    assert run_import(database, tmp_path / "a.jsonl", clock.now()).inserted == 10
+
+
+def test_the_next_import_clears_or_finishes_what_a_crashed_one_left(database, clock, tmp_path):
+    project(database, clock, redundancy=2)
+    now = clock.now()
+    with database.session() as s:
+        pid = get_project(s, "intents").id
+        for state, prefix in (("abandoned", "old"), ("staging", "dead")):
+            run = ImportRun(project_id=pid, path=f"{prefix}.jsonl", state=state, owner=dead_owner(), rows=2,
+                            inserted=0, updated=0, unchanged=0, created_at=now, heartbeat_at=now)
+            s.add(run)
+            s.flush()
+            s.execute(insert(ImportRow), [{"run_id": run.id, "line": i + 1, "external_id": f"{prefix}{i}",
+                                           "text": "never shown", "meta": None} for i in range(2)])
+    result = run_import(database, write_jsonl(tmp_path / "a.jsonl", 3), clock.now())
+    assert "cleared an interrupted import of dead.jsonl" in " ".join(result.warnings)
+    assert set(items(database)) == {"n0", "n1", "n2"}
+
+    # A crash after the commit point: the run was publishing; its rows are published by the next import,
+    # with the image and the prediction they carried.
+    with database.session() as s:
+        run = ImportRun(project_id=pid, path="half.jsonl", state="publishing", owner="elsewhere:1", rows=2,
+                        inserted=0, updated=0, unchanged=0, created_at=now, heartbeat_at=datetime.now(UTC))
+        s.add(run)
+        s.flush()
+        s.execute(insert(ImportRow), [{"run_id": run.id, "line": i + 1, "external_id": f"half{i}",
+                                       "text": f"half {i}", "meta": {"k": i}, "image": "https://x.test/a.png",
+                                       "prediction": {"value": "bug", "key": "bug", "confidence": 0.5,
+                                                      "model": "m1"}} for i in range(2)])
+    with pytest.raises(Conflict, match="is running"):  # another host, fresh heartbeat: alive as far as we know
+        run_import(database, write_jsonl(tmp_path / "b.jsonl", 1, 10), clock.now())
+    with database.session() as s:
+        s.execute(update(ImportRun).where(ImportRun.state == "publishing")
+                  .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=11)))
+    result = run_import(database, tmp_path / "b.jsonl", clock.now())
+    assert "finished an interrupted import of half.jsonl first" in " ".join(result.warnings)
+    assert {"half0", "half1", "n10"} <= set(items(database)) and staged(database) == 0
+    with database.read() as s:
+        assert s.execute(select(Item.meta, Item.slots, Item.image).where(Item.external_id == "half1")).one() == (
+            {"k": 1}, 2, "https://x.test/a.png")
+        assert s.execute(select(Draft.value, Draft.confidence, Draft.model)).all() == [("bug", 0.5, "m1")] * 2
+
+
+def test_staged_imports_carry_images_predictions_and_mapped_columns(database, clock, tmp_path):
+    project(database, clock)
+    (tmp_path / "a.png").write_bytes(shape_image("circle", 1))
+    rows = [
+        {"ticket": "i1", "image": "a.png", "draft": "bug", "draft_confidence": 0.9, "draft_model": "bert"},
+        {"ticket": "i2", "body": "a caption", "image": "a.png", "shop": "north"},
+        {"ticket": "t1", "body": "a plain text item", "draft": "billing"},
+    ]
+    path = write_jsonl(tmp_path / "items.jsonl", rows)
+    result = run_import(database, path, clock.now(), columns=Columns("ticket", "body"), chunk=2)
+    assert (result.inserted, result.predictions.added) == (3, 2)
+    assert any("1 image(s) will be uploaded to Slack" in w for w in result.warnings)
+    with database.read() as s:
+        got = {i.external_id: i for i in s.scalars(select(Item))}
+        image = s.scalars(select(Image)).one()
+        uploads = s.execute(select(ImageUpload.image_id, ImageUpload.team_id, ImageUpload.status)).all()
+        drafts = dict(s.execute(select(Item.external_id, Draft.value).join(Draft, Draft.item_id == Item.id)).all())
+    assert got["i1"].image_id == got["i2"].image_id == image.id and got["i1"].text == ""
+    assert got["i2"].meta == {"shop": "north"} and got["t1"].image is None
+    assert uploads == [(image.id, "T0TEST", "pending")]
+    assert drafts == {"i1": "bug", "t1": "billing"}
+    again = run_import(database, path, clock.now(), columns=Columns("ticket", "body"))
+    assert (again.inserted, again.unchanged) == (0, 3)
+    assert again.predictions.unchanged == 2 and again.summary().endswith("nothing changed.")
+    with database.read() as s:
+        assert s.scalar(select(func.count()).select_from(ImageUpload)) == 1
+        assert s.scalar(select(func.count()).select_from(Draft)) == 2
+    assert runs(database) == ["done", "done"] and staged(database) == 0
+
+
+def test_the_in_session_import_and_gold_check_the_same_files(database, clock, tmp_path):
+    project(database, clock)
+    path = write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "t", "when": "x"}, {"id": True, "text": "t"}])
+    with pytest.raises(ImportError_, match="line 2: field 'id' must be text"), database.session() as s:
+        import_items(s, get_project(s, "intents"), path, clock.now())
+    assert runs(database) == [] and items(database) == {}
