@@ -572,3 +572,6 @@ class ImportRow(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    image: Mapped[str | None] = mapped_column(Text)  # the image reference as written
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    prediction: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the row's `draft`: value, key, confidence, model

@@ -194,17 +194,28 @@ def project_unarchive(slug: str) -> None:
 # ---------------------------------------------------------------------------------- import
 def _run_import(kind: str, slug: str, file: str, update_existing: bool, id_column: str | None = None,
                 text_column: str | None = None) -> None:
-    from bot.services.importer import columns_for, count_rows, import_gold, import_items
+    """Items are staged and published in short transactions (`import_items_staged`: the running bot keeps
+    answering); a gold file is checked in full before its one write transaction opens."""
+    from bot.services.importer import check_gold_file, columns_for, count_rows, import_gold, import_items_staged
     from bot.services.projects import get_project, spec_of
 
     database = open_db()
-    progress, advance = progress_bar(count_rows(file), f"Importing {kind}")
-    with progress, database.session() as s:
-        p = get_project(s, slug)
-        fn = import_items if kind == "items" else import_gold
-        columns = columns_for(spec_of(p), id_column, text_column)
-        result = fn(s, p, file, SystemClock().now(), update_existing=update_existing, progress=advance,
-                    columns=columns)
+    with database.read() as s:
+        spec = spec_of(get_project(s, slug))
+    columns = columns_for(spec, id_column, text_column)
+    rows = count_rows(file)
+    # Items advance the bar once per row in each of three passes: check, stage, publish.
+    total = rows * 3 if rows is not None and kind == "items" else rows
+    progress, advance = progress_bar(total, f"Importing {kind}")
+    with progress:
+        if kind == "items":
+            result = import_items_staged(database, slug, file, SystemClock().now(), update_existing=update_existing,
+                                         progress=advance, columns=columns)
+        else:
+            checked = check_gold_file(spec, file, advance, columns)
+            with database.session() as s:
+                result = import_gold(s, get_project(s, slug), file, SystemClock().now(),
+                                     update_existing=update_existing, columns=columns, checked=checked)
     click.echo(result.summary("gold items" if kind == "gold" else "items"))
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)

@@ -20,27 +20,37 @@ import hashlib
 import io
 import json
 import math
+import os
+import socket
+import time as time_
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.enums import ItemStatus, TaskType
-from bot.core.errors import LabelbotError
+from bot.core.errors import Conflict, LabelbotError
+from bot.core.markup import EDIT_BOX_MAX, render_for_input
 from bot.core.values import ValueProblem, canonical_key, csv_unsafe, normalize
 from bot.services.images.files import ImageProblem
 from bot.services.images.store import PRIORITY_GOLD, PRIORITY_ITEM, Catalog, queue_uploads
 from bot.services.predictions import PREDICTION_FIELDS, Prediction, StoreResult, prediction_of, store_predictions
-from bot.services.projects import spec_of
+from bot.services.projects import get_project, spec_of
 from bot.spec import ProjectSpec
-from storage.models import Gold, Item, Project
+from storage.db import Database
+from storage.locks import instance_name
+from storage.models import Gold, ImportRow, ImportRun, Item, Project
 
 MAX_TEXT_CHARS = 100_000
 MAX_ID_CHARS = 200
+# A spans item is marked up in Slack's edit box (EDIT_BOX_MAX characters): leave room for its [span](LABEL) marks.
+SPANS_TEXT_MAX = EDIT_BOX_MAX - 1000
 MAX_ERRORS = 20
 CHUNK = 5000
 IMPORT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
@@ -117,9 +127,12 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line, parse_constant=_no_constant)
                 except json.JSONDecodeError as e:
                     yield lineno, f"not valid JSON ({e.msg} at column {e.colno})"
+                    continue
+                except _NotJSON as e:
+                    yield lineno, f"not valid JSON ({e}: write null, a number or a string instead)"
                     continue
                 if not isinstance(obj, dict):
                     yield lineno, "each line must be a JSON object like {\"id\": ..., \"text\": ...}"
@@ -181,7 +194,7 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     except UnicodeDecodeError as e:
         yield 1, f"not UTF-8 (byte {e.start + 1}); save the file as UTF-8"
         return
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_no_constant)
     pos = _skip_space(text, 0)
     if pos >= len(text):
         return
@@ -197,6 +210,9 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             yield e.lineno, f"not valid JSON ({e.msg} at column {e.colno}); nothing after it was read"
+            return
+        except _NotJSON as e:
+            yield line, f"not valid JSON ({e}: write null, a number or a string instead); nothing after it was read"
             return
         if isinstance(obj, dict):
             yield line, obj
@@ -235,7 +251,11 @@ def read_column(path: Path, column: str) -> list[str]:
         rows += 1
         if len(columns) < MAX_COLUMNS_NAMED:
             columns.update(dict.fromkeys(map(str, row)))
-        value = _id_of(row, column)
+        try:
+            value = _id_of(row, column)
+        except _BadValue as e:
+            problems.add(line, str(e))
+            continue
         if value is not None:
             values.append(value)
     if rows and not values:
@@ -258,21 +278,72 @@ def _missing_column(column: str, what: str, columns: list[str], also: tuple[str,
             f"(or import.columns.{what} in the project spec).")
 
 
+class _NotJSON(ValueError):
+    """NaN, Infinity or -Infinity in JSON: Python reads them, JSON (and PostgreSQL) do not."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not JSON")
+
+
+class _BadValue(ValueError):
+    """A value that cannot be stored; the message names the problem."""
+
+
 def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, datetime):
+    """A metadata value as exact, standard JSON. Documented conversions: NaN (a missing value in CSV or
+    Parquet) is null; dates, times and timestamps become ISO 8601 text; decimals become their exact
+    text ("12.50"). Infinity, binary data, durations and other types raise `_BadValue`."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            raise _BadValue("is infinite, which JSON cannot hold")
+        return value
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
-    return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _BadValue(f"is {value}, which JSON cannot hold")
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise _BadValue("is binary data; store it as text (e.g. base64) instead")
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    raise _BadValue(f"has the type {type(value).__name__}, which cannot be stored; use text or a number")
+
+
+def _raises(value: Any) -> bool:
+    try:
+        _clean(value)
+    except _BadValue:
+        return True
+    return False
 
 
 def _id_of(row: dict[str, Any], column: str = "id") -> str | None:
+    """The item id as text: text, or a whole number (also a whole float or decimal, from CSV/Parquet
+    number columns). Raises `_BadValue` for anything else (true, {}, [1], 1.5, bytes, NUL)."""
     raw = row.get(column)
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
-    if isinstance(raw, float) and raw.is_integer():
+    whole_float = isinstance(raw, float) and math.isfinite(raw) and raw.is_integer()
+    whole_decimal = isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value()
+    if whole_float or whole_decimal:
         raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        try:
+            shown = json.dumps(raw) if isinstance(raw, bool | list | dict | float) else type(raw).__name__
+        except (TypeError, ValueError):  # a Parquet struct holding dates, bytes...
+            shown = type(raw).__name__
+        raise _BadValue(f"field {column!r} must be text or a whole number, not {shown}")
     value = str(raw).strip()
+    if "\x00" in value:
+        raise _BadValue(f"field {column!r} contains a NUL character")
     return value or None
 
 
@@ -397,7 +468,11 @@ def _checked(
                 if column not in row and not (what == "text" and has_image):
                     missing.missing(what, line)
             continue
-        external_id = _id_of(row, id_col)
+        try:
+            external_id = _id_of(row, id_col)
+        except _BadValue as e:
+            err(line, str(e))
+            continue
         if external_id is None:
             err(line, f"field {id_col!r} is empty")
             continue
@@ -439,11 +514,21 @@ def _checked(
         if "\x00" in text:
             err(line, f"field {text_col!r} contains a NUL character")
             continue
+        if spec.task is TaskType.SPANS and (marked := len(render_for_input(text, []))) > SPANS_TEXT_MAX:
+            err(line, f"field {text_col!r} is {marked:,} characters (with escapes); spans items are at most "
+                      f"{SPANS_TEXT_MAX:,}, so that the text with its [span](LABEL) marks fits Slack's "
+                      f"{EDIT_BOX_MAX:,}-character edit box")
+            continue
         if external_id in seen:
             err(line, f"duplicate id {external_id!r} (first at {where} {seen[external_id]})")
             continue
         seen[external_id] = line
-        meta = {k: _clean(v) for k, v in row.items() if k not in reserved and _clean(v) not in (None, "")}
+        try:
+            meta = {str(k): c for k, v in row.items() if k not in reserved and (c := _clean(v)) not in (None, "")}
+        except _BadValue as e:
+            bad = next(k for k, v in row.items() if k not in reserved and _raises(v))
+            err(line, f"field {bad!r} {e}")
+            continue
         item = _Row(line, external_id, text, meta or None, image=image_ref, image_sha=image_sha)
         if not gold:
             try:
@@ -473,7 +558,10 @@ def _checked(
             item.gold = value
             item.gold_key = canonical_key(value)
             explanation = row.get("explanation")
-            item.explanation = str(explanation).strip() if _clean(explanation) not in (None, "") else None
+            if explanation is not None and not isinstance(explanation, str | float):
+                err(line, "field 'explanation' must be text")
+                continue
+            item.explanation = explanation.strip() or None if isinstance(explanation, str) else None
         yield item
     missing.report(problems)
     if progress:
@@ -627,6 +715,344 @@ def import_items(
     return result
 
 
+# ------------------------------------------------------------------------------------------
+# Staged imports: what `labelbot import` does while the bot is running
+# ------------------------------------------------------------------------------------------
+
+STALE_RUN = timedelta(minutes=10)  # a run whose heartbeat is older belongs to a dead process
+MAX_PAUSE = 0.05  # SQLite: the longest rest between publishing chunks (lets the bot's writers in)
+SQLITE_PUBLISH_CHUNK = 1000  # SQLite: rows published per write transaction
+
+
+def _wall() -> datetime:
+    """Wall-clock time for heartbeats (process liveness, not the domain's injected clock)."""
+    return datetime.now(UTC)
+
+
+def _dead(run: ImportRun) -> bool:
+    """The run's process is gone: it is on this host and no longer exists, or its heartbeat is stale."""
+    host, _, pid = run.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # someone else's live process
+            pass
+    heartbeat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
+    return _wall() - heartbeat > STALE_RUN
+
+
+def _open_run(db: Database, project: Project, path: Path, now: datetime) -> tuple[int, list[str]]:
+    """Take the project's import slot: a new run in state "staging". A dead run is finished first (it
+    was publishing: its file had been checked in full) or cleared (it was staging: nothing of it is
+    visible). Returns the run id and notes about what was recovered."""
+    notes: list[str] = []
+    for _ in range(3):
+        with db.session() as s:
+            active = s.scalar(
+                select(ImportRun).where(ImportRun.project_id == project.id,
+                                        ImportRun.state.in_(["staging", "publishing"])).with_for_update()
+            )
+            if active is None:
+                run = ImportRun(project_id=project.id, path=str(path)[:1000], state="staging", owner=instance_name(),
+                                rows=0, inserted=0, updated=0, unchanged=0, created_at=now, heartbeat_at=_wall())
+                s.add(run)
+                try:
+                    s.flush()
+                except IntegrityError:  # another import took the slot at the same instant
+                    raise Conflict(f"Another import into {project.slug!r} has just started; try again when it "
+                                   "is done.") from None
+                return run.id, notes
+            if not _dead(active):
+                raise Conflict(
+                    f"Another import into {project.slug!r} is running ({active.path}, started "
+                    f"{active.created_at:%Y-%m-%d %H:%M} UTC by {active.owner}); try again when it is done."
+                )
+            dead_id, dead_state, dead_path = active.id, active.state, active.path
+            if dead_state == "staging":
+                active.state = "abandoned"
+                active.finished_at = now
+        if dead_state == "publishing":
+            notes += _publish(db, dead_id, project, spec_of(project).redundancy, now).notes
+            notes.append(f"finished an interrupted import of {dead_path} first")
+        else:
+            _discard(db, dead_id)
+            notes.append(f"cleared an interrupted import of {dead_path} (nothing of it had been imported)")
+    raise Conflict(f"Imports into {project.slug!r} keep colliding; try again.")
+
+
+def _stage(db: Database, run_id: int, rows: list[dict[str, Any]]) -> None:
+    """One short write transaction: a chunk of checked rows into the staging table."""
+    with db.session() as s:
+        if rows:
+            s.execute(insert(ImportRow.__table__), [{"run_id": run_id, **r} for r in rows])
+        s.execute(update(ImportRun).where(ImportRun.id == run_id).values(heartbeat_at=_wall()))
+
+
+def _sweep(db: Database, project_id: int) -> None:
+    """Remove rows that abandoned runs of the project left behind (a discard cut short by a crash)."""
+    with db.read() as s:
+        leftovers = s.scalars(select(ImportRun.id).where(
+            ImportRun.project_id == project_id, ImportRun.state == "abandoned",
+            exists().where(ImportRow.run_id == ImportRun.id))).all()
+    for run_id in leftovers:
+        _discard(db, run_id)
+
+
+def _discard(db: Database, run_id: int, chunk: int = CHUNK) -> None:
+    """Delete a run's staged rows, a chunk per short transaction."""
+    while True:
+        with db.session() as s:
+            ids = s.scalars(select(ImportRow.id).where(ImportRow.run_id == run_id).order_by(ImportRow.id)
+                            .limit(chunk)).all()
+            if not ids:
+                return
+            s.execute(delete(ImportRow).where(ImportRow.run_id == run_id, ImportRow.id <= ids[-1]))
+
+
+def _prediction_json(p: Prediction | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"value": p.value, "key": p.key, "confidence": p.confidence, "model": p.model}
+
+
+def _prediction_back(d: dict[str, Any] | None) -> Prediction | None:
+    if d is None:
+        return None
+    return Prediction(d["value"], d["key"], d["confidence"], d["model"])
+
+
+@dataclass
+class _Published:
+    inserted: int = 0
+    updated: int = 0
+    predictions: StoreResult = field(default_factory=StoreResult)
+    uploads: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _publish(db: Database, run_id: int, project: Project, redundancy: int, now: datetime, chunk: int = CHUNK,
+             progress: Progress | None = None) -> _Published:
+    """Move a run's staged rows into `items`, a chunk per short transaction, then mark it done. Each
+    chunk also queues its images for upload and stores its predictions. Runs only after every row was
+    checked and staged (state "publishing"); safe to resume after a crash (a chunk's writes and the
+    deletion of its staged rows commit together). On SQLite it rests between chunks as long as the
+    chunk took (at most MAX_PAUSE), so the bot's writers are never starved."""
+    out = _Published()
+    skipped = 0
+    if db.dialect == "sqlite":
+        chunk = min(chunk, SQLITE_PUBLISH_CHUNK)  # one writer at a time: keep each write short
+    while True:
+        started = time_.monotonic()
+        with db.session() as s:
+            staged = s.execute(
+                select(ImportRow.id, ImportRow.item_id, ImportRow.external_id, ImportRow.text, ImportRow.meta,
+                       ImportRow.image, ImportRow.image_id, ImportRow.prediction)
+                .where(ImportRow.run_id == run_id).order_by(ImportRow.id).limit(chunk)
+            ).all()
+            if not staged:
+                break
+            fresh = [r for r in staged if r.item_id is None]
+            taken = set(s.scalars(select(Item.external_id).where(
+                Item.project_id == project.id, Item.external_id.in_([r.external_id for r in fresh]))).all()
+                ) if fresh else set()
+            new = [r for r in fresh if r.external_id not in taken]
+            skipped += len(fresh) - len(new)
+            if new:
+                s.execute(insert(Item.__table__), [
+                    {"project_id": project.id, "external_id": r.external_id, "text": r.text, "meta": r.meta,
+                     "status": ItemStatus.OPEN.value, "slots": redundancy, "labels_done": 0, "is_gold": False,
+                     "image": r.image, "image_id": r.image_id, "image_error": None,
+                     "created_at": now, "updated_at": now} for r in new])
+                out.inserted += len(new)
+            published = {r.external_id for r in new}
+            for r in staged:
+                if r.item_id is None:
+                    continue
+                item = s.execute(select(Item.text, Item.image, Item.image_id, Item.labels_done)
+                                 .where(Item.id == r.item_id)).one_or_none()
+                if item is None:
+                    out.notes.append(f"id {r.external_id!r} was removed during the import; it was left out")
+                    continue
+                same_image = item.image == r.image and item.image_id == r.image_id
+                if item.labels_done and (item.text != r.text or not same_image):
+                    # The text or image of an item that got labels since the check stays as it was.
+                    out.notes.append(f"id {r.external_id!r} got labels during the import; it was left unchanged")
+                    continue
+                s.execute(update(Item).where(Item.id == r.item_id).values(
+                    text=r.text, meta=r.meta, image=r.image, image_id=r.image_id,
+                    image_error=Item.image_error if same_image else None, updated_at=now))
+                published.add(r.external_id)
+                out.updated += 1
+            uploads = [(r.image_id, PRIORITY_ITEM) for r in staged
+                       if r.image_id is not None and r.external_id in published]
+            if uploads:
+                out.uploads += queue_uploads(s, project.team_id, uploads, now)
+            with_prediction = [r for r in staged if r.prediction is not None and r.external_id in published]
+            if with_prediction:
+                item_ids = _item_ids(s, project.id, [r.external_id for r in with_prediction])
+                stored = store_predictions(s, project.id, [
+                    (item_ids[r.external_id], _prediction_back(r.prediction)) for r in with_prediction], now)
+                out.predictions.added += stored.added
+                out.predictions.replaced += stored.replaced
+                out.predictions.unchanged += stored.unchanged
+            s.execute(delete(ImportRow).where(ImportRow.run_id == run_id, ImportRow.id <= staged[-1].id))
+            s.execute(update(ImportRun).where(ImportRun.id == run_id).values(heartbeat_at=_wall()))
+        if progress is not None:
+            progress(len(staged))
+        if db.dialect == "sqlite":
+            time_.sleep(min(MAX_PAUSE, time_.monotonic() - started))
+    if skipped:
+        out.notes.append(f"{skipped} id(s) appeared in the project during the import (another import?); "
+                         "they were left as they are")
+    with db.session() as s:
+        s.execute(update(ImportRun).where(ImportRun.id == run_id).values(
+            state="done", finished_at=now, heartbeat_at=_wall(), inserted=ImportRun.inserted + out.inserted,
+            updated=ImportRun.updated + out.updated))
+    out.notes = out.notes[:MAX_ERRORS]
+    return out
+
+
+@dataclass
+class _Again:
+    """What rows already imported unchanged still bring: images to queue, predictions to store."""
+
+    images: list[int] = field(default_factory=list)
+    predictions: list[tuple[int, Prediction]] = field(default_factory=list)
+
+
+def _plan(
+    path: Path, spec: ProjectSpec, existing: dict[str, _Stored], image_ids: dict[str, int], update_existing: bool,
+    result: ImportResult, errors: list[str], problems: _Problems, images: Catalog, columns: Columns,
+    again: _Again,
+) -> Iterator[dict[str, Any]]:
+    """Pass 2: read the (already checked) file again and yield the staged rows to write, counting
+    unchanged rows (their images and predictions kept in `again`). Conflicts with
+    stored items go to `errors`; once there is one, nothing more is yielded."""
+    for r in _checked(path, spec, gold=False, problems=problems, images=images, columns=columns):
+        old = existing.get(r.external_id)
+        image_id = image_ids[r.image_sha] if r.image_sha else None
+        row = {"line": r.line, "item_id": None, "external_id": r.external_id, "text": r.text, "meta": r.meta,
+               "image": r.image, "image_id": image_id, "prediction": _prediction_json(r.prediction)}
+        if old is None:
+            if not errors:
+                yield row
+            continue
+        same_text, same_meta = old.text == _digest(r.text), old.meta == _digest(r.meta)
+        same_image = old.image == r.image and old.image_id == image_id
+        if same_text and same_meta and same_image:
+            result.unchanged += 1
+            if image_id is not None:
+                again.images.append(image_id)  # queued again if it never was for this workspace
+            if r.prediction is not None:
+                again.predictions.append((old.id, r.prediction))
+            continue
+        if not update_existing:
+            what = "text" if not same_text else "image" if not same_image else "metadata"
+            errors.append(f"line {r.line}: id {r.external_id!r} is already imported with different {what}; "
+                          "use --update to replace it")
+            continue
+        if (not same_text or not same_image) and old.labels_done:
+            what = "text" if not same_text else "image"
+            errors.append(f"line {r.line}: id {r.external_id!r} already has {old.labels_done} label(s); "
+                          f"its {what} cannot change")
+            continue
+        if not errors:
+            yield {**row, "item_id": old.id}
+
+
+def import_items_staged(
+    db: Database,
+    slug: str,
+    path: str | Path,
+    now: datetime,
+    *,
+    update_existing: bool = False,
+    progress: Progress | None = None,
+    columns: Columns | None = None,
+    chunk: int = CHUNK,
+) -> ImportResult:
+    """Import items while the bot runs (`labelbot import`): all or nothing, without blocking it.
+
+    1. Check every row of the file (images too), and compare it with the stored items: reads only.
+    2. Store the file's image files (content-addressed: one row per content, shared by imports).
+    3. Stage the rows to write, a chunk per short transaction (invisible to everything else).
+    4. Mark the run "publishing" (one tiny transaction): from here the import completes.
+    5. Publish: move the staged rows into `items` with their images queued for upload and their
+       predictions stored, a chunk per short transaction.
+    Any problem in 1-3 (a bad row, an id imported before with other text) rejects the whole file and
+    removes what was staged. A crash before 4 leaves nothing visible (the next import clears it); a
+    crash after 4 is finished by the next import of the project. One import per project at a time.
+    `progress` advances once per row in each of the three passes (check, stage, publish)."""
+    path = Path(path)
+    with db.read() as s:
+        project = get_project(s, slug)
+        spec = spec_of(project)
+        if not path.exists():
+            raise ImportError_(str(path), ["no such file"])
+        has_items = s.scalar(select(Item.id).where(Item.project_id == project.id).limit(1)) is not None
+        s.expunge(project)
+    columns = columns or columns_for(spec)
+    images = Catalog(path.parent)
+    ids = _validate(path, spec, gold=False, progress=progress, keep=False, images=images, columns=columns)
+    result = ImportResult(str(path), rows=len(ids))
+    if has_items:
+        with db.read() as s:
+            existing = _existing(s, project.id, ids)
+    else:
+        existing = {}
+    del ids
+    with db.session() as s:
+        image_ids = _store_images(images, path, s, now)
+    run_id, result.warnings = _open_run(db, project, path, now)
+    _sweep(db, project.id)
+    errors: list[str] = []
+    problems = _Problems("line" if path.suffix.lower() != ".parquet" else "row")
+    again = _Again()
+    stage_chunk = min(chunk, SQLITE_PUBLISH_CHUNK) if db.dialect == "sqlite" else chunk
+    try:
+        batch: list[dict[str, Any]] = []
+        for row in _plan(path, spec, existing, image_ids, update_existing, result, errors, problems, images,
+                         columns, again):
+            batch.append(row)
+            if len(batch) >= stage_chunk:
+                _stage(db, run_id, batch)
+                if progress is not None:
+                    progress(len(batch))
+                batch = []
+        if errors or problems.total:
+            raise ImportError_(str(path), (errors + problems.errors)[:MAX_ERRORS], len(errors) + problems.total)
+        _stage(db, run_id, batch)
+        with db.session() as s:  # the commit point: every row is checked and staged
+            s.execute(update(ImportRun).where(ImportRun.id == run_id).values(
+                state="publishing", rows=result.rows, unchanged=result.unchanged, heartbeat_at=_wall()))
+    except BaseException:
+        # Nothing staged is visible: remove it and give the project's import slot back, then re-raise.
+        with db.session() as s:
+            s.execute(update(ImportRun).where(ImportRun.id == run_id).values(state="abandoned", finished_at=now))
+        _discard(db, run_id)
+        raise
+    published = _publish(db, run_id, project, spec.redundancy, now, chunk, progress)
+    result.inserted, result.updated = published.inserted, published.updated
+    result.warnings += published.notes
+    predictions = published.predictions
+    uploads = published.uploads
+    if again.images or again.predictions:  # rows already imported: images queued again, predictions stored
+        with db.session() as s:
+            if again.images:
+                uploads += queue_uploads(s, project.team_id, [(i, PRIORITY_ITEM) for i in again.images], now)
+            if again.predictions:
+                stored = store_predictions(s, project.id, again.predictions, now)
+                predictions.added += stored.added
+                predictions.replaced += stored.replaced
+                predictions.unchanged += stored.unchanged
+    if predictions.added or predictions.replaced or predictions.unchanged:
+        result.predictions = predictions
+    _say_uploads(project, uploads, images, result)
+    return result
+
+
 def _item_ids(session: Session, project_id: int, external_ids: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for start in range(0, len(external_ids), 900):
@@ -651,7 +1077,11 @@ def import_predictions(session: Session, project: Project, path: str | Path, now
         if isinstance(row, str):
             problems.add(line, row)
             continue
-        external_id = _id_of(row)
+        try:
+            external_id = _id_of(row)
+        except _BadValue as e:
+            problems.add(line, str(e))
+            continue
         if external_id is None:
             problems.add(line, "field 'id' is missing or empty")
             continue
@@ -675,7 +1105,7 @@ def import_predictions(session: Session, project: Project, path: str | Path, now
             problems.add(line, f"no item {ext!r} in project {project.slug} (import it first)")
             continue
         item_id, text = items[ext]
-        if "text" in row and _clean(row["text"]) not in (None, "") and row["text"] != text:
+        if "text" in row and not _blank(row["text"]) and row["text"] != text:
             problems.add(line, f"id {ext!r} has different text in the project: is this the right file?")
             continue
         try:
@@ -708,6 +1138,10 @@ def _queue(session: Session, project: Project, uploads: list[tuple[int, int]], i
            result: ImportResult) -> None:
     """Queue the new items' images for upload to the project's workspace, and say what happens next."""
     n = queue_uploads(session, project.team_id, uploads, now) if uploads else 0
+    _say_uploads(project, n, images, result)
+
+
+def _say_uploads(project: Project, n: int, images: Catalog, result: ImportResult) -> None:
     if n:
         result.warnings.append(
             f"{n} image(s) will be uploaded to Slack by the running bot (`labelbot serve`, or now with "
@@ -729,15 +1163,24 @@ def import_gold(
     update_existing: bool = False,
     progress: Progress | None = None,
     columns: Columns | None = None,
+    checked: CheckedGold | None = None,
 ) -> ImportResult:
     """Import gold items: each row an item plus its answer. Gold items are served only as quiz
-    questions and hidden checks; an existing unlabeled item with the same id and text becomes gold."""
+    questions and hidden checks; an existing unlabeled item with the same id and text becomes gold.
+
+    `checked`: what `check_gold_file` returned, so that the file is checked before the caller opens
+    its write transaction (a gold file is small: one transaction writes it)."""
     path = Path(path)
     spec = spec_of(project)
     if not path.exists():
         raise ImportError_(str(path), ["no such file"])
-    images = Catalog(path.parent)
-    rows = _validate(path, spec, gold=True, progress=progress, images=images, columns=columns)
+    if checked is None:
+        checked = check_gold_file(spec, path, progress, columns)
+    rows, images = checked.rows, checked.images
+    active = session.scalar(select(ImportRun.path).where(
+        ImportRun.project_id == project.id, ImportRun.state.in_(["staging", "publishing"])).limit(1))
+    if active is not None:
+        raise Conflict(f"An import of {active} into {project.slug!r} is running; import the gold when it is done.")
     result = ImportResult(str(path), rows=len(rows))
     existing = _existing(session, project.id, [r.external_id for r in rows])
     image_ids = _store_images(images, path, session, now)
@@ -823,6 +1266,24 @@ def import_gold(
                else "quizzes cannot start until there are enough, or set quiz.allow_short: true.")
         )
     return result
+
+
+@dataclass
+class CheckedGold:
+    """A gold file checked in full: its rows and the images they name."""
+
+    rows: list[Any]
+    images: Catalog
+
+
+def check_gold_file(spec: ProjectSpec, path: str | Path, progress: Progress | None = None,
+                    columns: Columns | None = None) -> CheckedGold:
+    """Check a gold file completely (no database needed); raises ImportError_ naming every problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ImportError_(str(path), ["no such file"])
+    images = Catalog(path.parent)
+    return CheckedGold(_validate(path, spec, gold=True, progress=progress, images=images, columns=columns), images)
 
 
 def count_rows(path: str | Path) -> int | None:
